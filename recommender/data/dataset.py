@@ -1,0 +1,108 @@
+"""The in-memory form of a dataset folder: typed, validated tables and column roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from recommender.columns import Columns, Role
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One model input column and its role.
+
+    Attributes:
+        name: column name as it appears in the feature frame.
+        role: ``numeric``, ``categorical`` or ``text``.
+        origin: ``lead`` or ``account`` (where the column came from).
+    """
+
+    name: str
+    role: str
+    origin: str = "lead"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated dataset folder (../shared/CONTRACT.md, section 1).
+
+    Timestamps are tz-naive ``datetime64[ns]`` (UTC where the input named a zone).
+    Id columns are strings. Missing values are ``NaN`` / ``NaT`` / ``None``.
+
+    Attributes:
+        leads: one row per lead: ``lead_id``, ``created_at``, optional ``account_id`` and
+            ``source``, then the lead's own columns (numeric ones as float64,
+            categorical and text ones as strings with missing as NaN).
+        reps: one row per rep (``rep_id``, ``capacity`` as nullable Int64, ``active`` bool,
+            attributes) or ``None`` when the folder has no ``reps.csv``.
+        outcomes: ``lead_id``, ``rep_id`` (may be missing), ``outcome``, ``assigned_at``
+            (filled with the lead's ``created_at`` where empty), ``closed_at``, ``value``;
+            or ``None``.
+        events: ``lead_id``, ``event``, ``at``, ``weight`` (1.0 where empty); or ``None``.
+        accounts: ``account_id``, ``is_customer`` (nullable boolean), firmographic
+            features; or ``None``.
+        features: the model inputs of a lead, lead columns then account columns; ``leaky``
+            and ``ignore`` columns are never listed here.
+        leaky: names of columns declared ``leaky`` (kept in the tables, never modelled).
+        rep_attributes: rep columns usable as rep features (role ``numeric`` or
+            ``categorical``).
+        missing_values: placeholders read as missing (``schema.toml`` ``[missing]``).
+        roles: the role of every column that has one, as ``schema.toml`` or inference
+            decided it.
+    """
+
+    leads: pd.DataFrame
+    reps: pd.DataFrame | None = None
+    outcomes: pd.DataFrame | None = None
+    events: pd.DataFrame | None = None
+    accounts: pd.DataFrame | None = None
+    features: tuple[FeatureSpec, ...] = ()
+    leaky: tuple[str, ...] = ()
+    rep_attributes: tuple[FeatureSpec, ...] = ()
+    missing_values: tuple[str, ...] = ()
+    roles: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the model input columns, in order."""
+        return [f.name for f in self.features]
+
+    def feature_frame(self, leads: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Return the model inputs of ``leads`` (default: this dataset's leads).
+
+        Account columns are joined by ``account_id``; a lead whose account is unknown gets
+        missing account features. The result is aligned with ``leads`` row by row and has
+        exactly the columns ``feature_names`` (missing ones filled with NaN).
+        """
+        frame = self.leads if leads is None else leads
+        out = frame.reset_index(drop=True)
+        account_cols = [f.name for f in self.features if f.origin == "account"]
+        if account_cols and self.accounts is not None and Columns.ACCOUNT in out.columns:
+            table = self.accounts.set_index(Columns.ACCOUNT)
+            renamed = {c: c for c in account_cols}
+            joined = table.reindex(out[Columns.ACCOUNT].to_numpy())[
+                [src for src in renamed if src in table.columns]
+            ]
+            joined.index = out.index
+            out = pd.concat([out.drop(columns=account_cols, errors="ignore"), joined], axis=1)
+        result = pd.DataFrame(index=out.index)
+        for spec in self.features:
+            if spec.name in out.columns:
+                col = out[spec.name]
+            else:
+                col = pd.Series(float("nan"), index=out.index)
+            if spec.role == Role.NUMERIC:
+                result[spec.name] = pd.to_numeric(col, errors="coerce").astype("float64")
+            else:
+                result[spec.name] = col.astype("object").where(col.notna(), None)
+        return result
+
+    def converted(self) -> pd.Series:
+        """Return a boolean Series indexed by ``lead_id``: True where any outcome row is won."""
+        ids = self.leads[Columns.LEAD]
+        if self.outcomes is None or self.outcomes.empty:
+            return pd.Series(False, index=ids.to_numpy())
+        won = set(self.outcomes.loc[self.outcomes[Columns.OUTCOME] == "won", Columns.LEAD])
+        return pd.Series(ids.isin(won).to_numpy(), index=ids.to_numpy())

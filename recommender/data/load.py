@@ -1,0 +1,301 @@
+"""Load a dataset folder (../shared/CONTRACT.md, section 1) into a validated :class:`Dataset`.
+
+Every check raises :class:`~recommender.errors.DataError` naming the file, the 1-based row
+(as a spreadsheet shows it, the header being row 1) and the column.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recommender.columns import Columns, Files, Outcome, Role
+from recommender.data.csvio import read_csv_file, row_of
+from recommender.data.dataset import Dataset, FeatureSpec
+from recommender.data.parse import (
+    is_numeric_column,
+    parse_bools,
+    parse_categories,
+    parse_ids,
+    parse_numbers,
+    parse_times,
+    require_columns,
+)
+from recommender.data.schema import Schema, load_schema
+from recommender.errors import DataError
+
+log = logging.getLogger(__name__)
+
+LEAD_RESERVED = (Columns.LEAD, Columns.CREATED, Columns.ACCOUNT)
+REP_RESERVED = (Columns.REP, Columns.CAPACITY, Columns.ACTIVE)
+ACCOUNT_RESERVED = (Columns.ACCOUNT, Columns.IS_CUSTOMER)
+
+
+def infer_role(values: pd.Series, name: str, schema: Schema) -> str:
+    """Return the role of a free column: the schema's, else numeric or categorical."""
+    if name in schema.roles:
+        return schema.roles[name]
+    return Role.NUMERIC if is_numeric_column(values, schema.missing) else Role.CATEGORICAL
+
+
+def type_columns(
+    frame: pd.DataFrame, names: list[str], roles: dict[str, str], missing: tuple[str, ...]
+) -> pd.DataFrame:
+    """Convert free columns in place: numeric to float64, others to strings with None.
+
+    Raises:
+        DataError: a value that does not parse in a column declared numeric.
+    """
+    for name in names:
+        if roles.get(name) == Role.NUMERIC:
+            frame[name] = parse_numbers(frame, name, missing=missing)
+        else:
+            frame[name] = parse_categories(frame[name], missing)
+    return frame
+
+
+def parse_leads(
+    frame: pd.DataFrame, roles: dict[str, str], missing: tuple[str, ...]
+) -> pd.DataFrame:
+    """Validate and type a leads table of strings (a ``leads.csv`` or leads to score).
+
+    ``roles`` gives the role of known feature columns; a column it does not name is
+    typed by inference. Returns a new frame with ``lead_id`` and ``created_at`` typed.
+
+    Raises:
+        DataError: missing ``lead_id``/``created_at`` column, empty or duplicate id,
+            unparsable date or number.
+    """
+    require_columns(frame, [Columns.LEAD, Columns.CREATED])
+    out = frame.copy()
+    out.attrs = dict(frame.attrs)
+    out[Columns.LEAD] = parse_ids(out, Columns.LEAD, unique=True)
+    out[Columns.CREATED] = parse_times(out, Columns.CREATED, required=True)
+    if Columns.ACCOUNT in out.columns:
+        out[Columns.ACCOUNT] = parse_ids(out, Columns.ACCOUNT, unique=False, required=False)
+    free = [c for c in out.columns if c not in LEAD_RESERVED]
+    schema = Schema(roles=roles, missing=missing)
+    full_roles = {c: roles.get(c) or infer_role(out[c], c, schema) for c in free}
+    return type_columns(out, free, full_roles, missing)
+
+
+def _features(
+    frame: pd.DataFrame, reserved: tuple[str, ...], schema: Schema, origin: str
+) -> tuple[list[FeatureSpec], list[str], dict[str, str]]:
+    specs: list[FeatureSpec] = []
+    leaky: list[str] = []
+    roles: dict[str, str] = {}
+    for name in frame.columns:
+        if name in reserved:
+            continue
+        role = infer_role(frame[name], name, schema)
+        roles[name] = role
+        if role == Role.LEAKY:
+            leaky.append(name)
+        elif role != Role.IGNORE:
+            specs.append(FeatureSpec(name=name, role=role, origin=origin))
+    return specs, leaky, roles
+
+
+def _load_leads(
+    folder: Path, schema: Schema
+) -> tuple[pd.DataFrame, list[FeatureSpec], list[str], dict[str, str]]:
+    raw = read_csv_file(folder / Files.LEADS)
+    require_columns(raw, [Columns.LEAD, Columns.CREATED])
+    if raw.empty:
+        raise DataError("has a header but no leads", file=Files.LEADS, row=2)
+    specs, leaky, roles = _features(raw, LEAD_RESERVED, schema, "lead")
+    leads = parse_leads(raw, roles, schema.missing)
+    return leads, specs, leaky, roles
+
+
+def _load_accounts(
+    folder: Path, schema: Schema, lead_columns: set[str], path: Path | None = None
+) -> tuple[pd.DataFrame | None, list[FeatureSpec], list[str], dict[str, str]]:
+    source = path or folder / Files.ACCOUNTS
+    if not source.is_file():
+        if path is not None:
+            raise DataError("not found", file=str(path))
+        return None, [], [], {}
+    raw = read_csv_file(source, Files.ACCOUNTS)
+    require_columns(raw, [Columns.ACCOUNT])
+    rename = {
+        c: f"account_{c}" for c in raw.columns if c in lead_columns and c not in ACCOUNT_RESERVED
+    }
+    if rename:
+        attrs = dict(raw.attrs)
+        raw = raw.rename(columns=rename)
+        raw.attrs = attrs
+    specs, leaky, roles = _features(raw, ACCOUNT_RESERVED, schema, "account")
+    accounts = raw.copy()
+    accounts.attrs = dict(raw.attrs)
+    accounts[Columns.ACCOUNT] = parse_ids(accounts, Columns.ACCOUNT, unique=True)
+    if Columns.IS_CUSTOMER in accounts.columns:
+        accounts[Columns.IS_CUSTOMER] = parse_bools(accounts, Columns.IS_CUSTOMER, default=None)
+    free = [c for c in accounts.columns if c not in ACCOUNT_RESERVED]
+    accounts = type_columns(accounts, free, roles, schema.missing)
+    return accounts, specs, leaky, roles
+
+
+def _load_reps(
+    folder: Path, schema: Schema
+) -> tuple[pd.DataFrame | None, list[FeatureSpec], dict[str, str]]:
+    path = folder / Files.REPS
+    if not path.is_file():
+        return None, [], {}
+    raw = read_csv_file(path)
+    require_columns(raw, [Columns.REP])
+    reps = raw.copy()
+    reps.attrs = dict(raw.attrs)
+    reps[Columns.REP] = parse_ids(reps, Columns.REP, unique=True)
+    if Columns.CAPACITY in reps.columns:
+        cap = parse_numbers(reps, Columns.CAPACITY, minimum=0, integer=True)
+        reps[Columns.CAPACITY] = cap.astype("Int64")
+    else:
+        reps[Columns.CAPACITY] = pd.array([pd.NA] * len(reps), dtype="Int64")
+    if Columns.ACTIVE in reps.columns:
+        reps[Columns.ACTIVE] = parse_bools(reps, Columns.ACTIVE, default=True).astype(bool)
+    else:
+        reps[Columns.ACTIVE] = True
+    specs, _, roles = _features(reps, REP_RESERVED, schema, "rep")
+    specs = [s for s in specs if s.role in (Role.NUMERIC, Role.CATEGORICAL)]
+    free = [c for c in reps.columns if c not in REP_RESERVED]
+    reps = type_columns(reps, free, roles, schema.missing)
+    return reps, specs, roles
+
+
+def _load_outcomes(
+    folder: Path, leads: pd.DataFrame, reps: pd.DataFrame | None
+) -> pd.DataFrame | None:
+    path = folder / Files.OUTCOMES
+    if not path.is_file():
+        return None
+    raw = read_csv_file(path)
+    require_columns(raw, [Columns.LEAD, Columns.REP, Columns.OUTCOME])
+    out = pd.DataFrame(index=raw.index)
+    out.attrs = dict(raw.attrs)
+    out[Columns.LEAD] = parse_ids(raw, Columns.LEAD, unique=False)
+    _check_known(raw, Columns.LEAD, out[Columns.LEAD], set(leads[Columns.LEAD]), Files.LEADS)
+    out[Columns.REP] = parse_ids(raw, Columns.REP, unique=False, required=False)
+    named = out[Columns.REP].notna()
+    if named.any():
+        if reps is None:
+            pos = int(np.flatnonzero(named.to_numpy())[0])
+            raise DataError(
+                "names a rep but the dataset has no reps.csv",
+                file=Files.OUTCOMES,
+                row=row_of(raw, pos),
+                column=Columns.REP,
+            )
+        _check_known(raw, Columns.REP, out[Columns.REP], set(reps[Columns.REP]), Files.REPS)
+    outcome = raw[Columns.OUTCOME].astype(str).str.lower()
+    bad = ~outcome.isin(Outcome.ALL).to_numpy()
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"'{raw[Columns.OUTCOME].iloc[pos]}' is not one of won, lost, open",
+            file=Files.OUTCOMES,
+            row=row_of(raw, pos),
+            column=Columns.OUTCOME,
+        )
+    out[Columns.OUTCOME] = outcome.to_numpy()
+    created = leads.set_index(Columns.LEAD)[Columns.CREATED]
+    lead_created = created.reindex(out[Columns.LEAD].to_numpy()).to_numpy()
+    if Columns.ASSIGNED in raw.columns:
+        assigned = parse_times(raw, Columns.ASSIGNED, required=False).to_numpy()
+        out[Columns.ASSIGNED] = np.where(pd.isna(assigned), lead_created, assigned)
+    else:
+        out[Columns.ASSIGNED] = lead_created
+    if Columns.CLOSED in raw.columns:
+        out[Columns.CLOSED] = parse_times(raw, Columns.CLOSED, required=False).to_numpy()
+    else:
+        out[Columns.CLOSED] = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+    if Columns.VALUE in raw.columns:
+        out[Columns.VALUE] = parse_numbers(raw, Columns.VALUE, minimum=0)
+    else:
+        out[Columns.VALUE] = np.nan
+    return out.reset_index(drop=True)
+
+
+def _load_events(folder: Path, leads: pd.DataFrame) -> pd.DataFrame | None:
+    path = folder / Files.EVENTS
+    if not path.is_file():
+        return None
+    raw = read_csv_file(path)
+    require_columns(raw, [Columns.LEAD, Columns.EVENT, Columns.AT])
+    out = pd.DataFrame(index=raw.index)
+    out[Columns.LEAD] = parse_ids(raw, Columns.LEAD, unique=False)
+    _check_known(raw, Columns.LEAD, out[Columns.LEAD], set(leads[Columns.LEAD]), Files.LEADS)
+    out[Columns.EVENT] = parse_ids(raw, Columns.EVENT, unique=False)
+    out[Columns.AT] = parse_times(raw, Columns.AT, required=True)
+    if Columns.WEIGHT in raw.columns:
+        out[Columns.WEIGHT] = parse_numbers(raw, Columns.WEIGHT).fillna(1.0)
+    else:
+        out[Columns.WEIGHT] = 1.0
+    return out.reset_index(drop=True)
+
+
+def _check_known(
+    raw: pd.DataFrame, column: str, values: pd.Series, known: set[str], table: str
+) -> None:
+    present = values.notna().to_numpy()
+    unknown = present & ~values.isin(known).to_numpy()
+    if unknown.any():
+        pos = int(np.flatnonzero(unknown)[0])
+        raise DataError(
+            f"'{values.iloc[pos]}' is not in {table}",
+            file=str(raw.attrs.get("file")),
+            row=row_of(raw, pos),
+            column=column,
+        )
+
+
+def load_dataset(folder: Path | str, *, accounts: Path | str | None = None) -> Dataset:
+    """Read and validate the dataset folder ``folder``.
+
+    Args:
+        folder: a folder holding ``leads.csv`` and the optional contract files.
+        accounts: an ``accounts.csv`` to use instead of the folder's own.
+
+    Returns:
+        The typed :class:`Dataset`.
+
+    Raises:
+        DataError: the folder or a required file is missing, or any rule of the contract
+            fails; the message names the file, row and column.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"dataset folder '{root}' not found")
+    schema = load_schema(root)
+    leads, lead_specs, leaky, roles = _load_leads(root, schema)
+    acc_path = Path(accounts) if accounts is not None else None
+    acc, acc_specs, acc_leaky, acc_roles = _load_accounts(
+        root, schema, set(leads.columns), acc_path
+    )
+    reps, rep_specs, rep_roles = _load_reps(root, schema)
+    outcomes = _load_outcomes(root, leads, reps)
+    events = _load_events(root, leads)
+    known = (
+        set(leads.columns)
+        | set(acc.columns if acc is not None else ())
+        | set(reps.columns if reps is not None else ())
+    )
+    for name in schema.roles:
+        if name not in known:
+            log.warning("schema.toml names column '%s', which no file has", name)
+    return Dataset(
+        leads=leads.reset_index(drop=True),
+        reps=reps.reset_index(drop=True) if reps is not None else None,
+        outcomes=outcomes,
+        events=events,
+        accounts=acc.reset_index(drop=True) if acc is not None else None,
+        features=tuple(lead_specs + acc_specs),
+        leaky=tuple(leaky + acc_leaky),
+        rep_attributes=tuple(rep_specs),
+        missing_values=schema.missing,
+        roles={**roles, **acc_roles, **rep_roles},
+    )
