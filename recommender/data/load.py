@@ -112,9 +112,14 @@ def _load_leads(
     return leads, specs, leaky, roles
 
 
-def _load_accounts(
+def load_accounts(
     folder: Path, schema: Schema, lead_columns: set[str], path: Path | None = None
 ) -> tuple[pd.DataFrame | None, list[FeatureSpec], list[str], dict[str, str]]:
+    """Read ``accounts.csv`` of ``folder`` (or the file ``path``) if present.
+
+    Account columns whose names collide with a lead column are renamed ``account_<name>``.
+    Returns the typed table (or None), its feature specs, leaky columns and roles.
+    """
     source = path or folder / Files.ACCOUNTS
     if not source.is_file():
         if path is not None:
@@ -140,13 +145,20 @@ def _load_accounts(
     return accounts, specs, leaky, roles
 
 
-def _load_reps(
-    folder: Path, schema: Schema
+def load_reps(
+    folder: Path, schema: Schema, path: Path | None = None
 ) -> tuple[pd.DataFrame | None, list[FeatureSpec], dict[str, str]]:
-    path = folder / Files.REPS
-    if not path.is_file():
+    """Read ``reps.csv`` of ``folder`` (or the file ``path``) if present.
+
+    Returns the typed table (``capacity`` as nullable Int64, ``active`` bool, default
+    true) or None, the rep attribute specs, and the roles.
+    """
+    source = path or folder / Files.REPS
+    if not source.is_file():
+        if path is not None:
+            raise DataError("not found", file=str(path))
         return None, [], {}
-    raw = read_csv_file(path)
+    raw = read_csv_file(source, Files.REPS if path is None else path.name)
     require_columns(raw, [Columns.REP])
     reps = raw.copy()
     reps.attrs = dict(raw.attrs)
@@ -224,17 +236,32 @@ def _load_events(folder: Path, leads: pd.DataFrame) -> pd.DataFrame | None:
     path = folder / Files.EVENTS
     if not path.is_file():
         return None
-    raw = read_csv_file(path)
+    return load_events_file(path, leads, strict=True)
+
+
+def load_events_file(path: Path, leads: pd.DataFrame, *, strict: bool = False) -> pd.DataFrame:
+    """Read an ``events.csv`` file: ``lead_id``, ``event``, ``at``, optional ``weight``.
+
+    With ``strict``, an event of a lead absent from ``leads`` is an error; otherwise such
+    events are dropped (a scoring batch needs only its own leads' events).
+
+    Raises:
+        DataError: naming file, row and column.
+    """
+    raw = read_csv_file(path, Files.EVENTS if strict else path.name)
     require_columns(raw, [Columns.LEAD, Columns.EVENT, Columns.AT])
     out = pd.DataFrame(index=raw.index)
     out[Columns.LEAD] = parse_ids(raw, Columns.LEAD, unique=False)
-    _check_known(raw, Columns.LEAD, out[Columns.LEAD], set(leads[Columns.LEAD]), Files.LEADS)
+    if strict:
+        _check_known(raw, Columns.LEAD, out[Columns.LEAD], set(leads[Columns.LEAD]), Files.LEADS)
     out[Columns.EVENT] = parse_ids(raw, Columns.EVENT, unique=False)
     out[Columns.AT] = parse_times(raw, Columns.AT, required=True)
     if Columns.WEIGHT in raw.columns:
         out[Columns.WEIGHT] = parse_numbers(raw, Columns.WEIGHT).fillna(1.0)
     else:
         out[Columns.WEIGHT] = 1.0
+    if not strict:
+        out = out.loc[out[Columns.LEAD].isin(set(leads[Columns.LEAD]))]
     return out.reset_index(drop=True)
 
 
@@ -273,10 +300,8 @@ def load_dataset(folder: Path | str, *, accounts: Path | str | None = None) -> D
     schema = load_schema(root)
     leads, lead_specs, leaky, roles = _load_leads(root, schema)
     acc_path = Path(accounts) if accounts is not None else None
-    acc, acc_specs, acc_leaky, acc_roles = _load_accounts(
-        root, schema, set(leads.columns), acc_path
-    )
-    reps, rep_specs, rep_roles = _load_reps(root, schema)
+    acc, acc_specs, acc_leaky, acc_roles = load_accounts(root, schema, set(leads.columns), acc_path)
+    reps, rep_specs, rep_roles = load_reps(root, schema)
     outcomes = _load_outcomes(root, leads, reps)
     events = _load_events(root, leads)
     known = (
