@@ -1,0 +1,242 @@
+"""Benchmark of recommender.lookalike against bare FAISS, measured in the same run.
+
+For two synthetic catalogues (a Gaussian mixture, which is what learned embeddings look
+like, and isotropic Gaussian noise, the worst case), prints build time (``--build-threads``
+threads), single-query latency p50/p99 (``--threads`` threads) and recall@k against exact
+search, for: bare ``IndexFlatIP``, bare ``IndexIVFFlat`` with the same nlist / training
+sample / nprobe as ours, and ``LookalikeIndex`` (its chosen kind, through
+``query_vector``, which includes id mapping and exact re-scoring).
+
+Recall is measured on two query sets: ``rows`` (catalogue rows, one seed) and ``mix4``
+(normalised mean of 4 random rows: a centroid query over mixed seeds, the hard case).
+
+Then compares the seed-combination methods (centroid, contrast, max) on the mixture:
+seeds drawn from planted clusters, hit rate = share of the top-k results that belong to the
+seeds' clusters (the seeds themselves never count).
+
+    python bench/bench_lookalike.py --n 1000000 --d 64 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from recommender.lookalike import METHODS, LookalikeIndex, lift_at
+
+
+def mixture(
+    n: int, d: int, clusters: int, offset: float, rng: np.random.Generator, separation: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian mixture: uneven cluster sizes and spreads, plus a shared direction.
+
+    ``offset`` is the norm of the direction every centre shares, relative to a centre's
+    own norm (learned embeddings are anisotropic: they share a mean direction);
+    ``separation`` scales the centres (smaller: clusters overlap more).
+    Returns (embeddings float32 (n, d), cluster label per row).
+    """
+    centres = separation * rng.standard_normal((clusters, d)).astype(np.float32)
+    shared = rng.standard_normal(d).astype(np.float32)
+    centres += offset * separation * np.sqrt(d) * shared / np.linalg.norm(shared)
+    sizes = rng.dirichlet(np.full(clusters, 2.0))
+    labels = rng.choice(clusters, size=n, p=sizes)
+    spread = rng.uniform(0.4, 0.9, size=clusters).astype(np.float32)
+    x = np.empty((n, d), dtype=np.float32)
+    for start in range(0, n, 200_000):
+        part = labels[start : start + 200_000]
+        noise = rng.standard_normal((len(part), d), dtype=np.float32)
+        x[start : start + len(part)] = centres[part] + noise * spread[part, None]
+    return x, labels
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit norm, float32."""
+    return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
+
+
+def latency(search: Callable[[np.ndarray], object], queries: np.ndarray) -> tuple[float, float]:
+    """p50 and p99 in ms of ``search`` called one query at a time (after 5 warm-up calls)."""
+    for q in queries[:5]:
+        search(q)
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        search(q)
+        times.append(time.perf_counter() - start)
+    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each truth row (row ids) found in the matching ``found`` row."""
+    return float(np.mean([len(np.intersect1d(f, t)) / len(t) for f, t in zip(found, truth)]))
+
+
+def bench_case(name: str, x: np.ndarray, args: argparse.Namespace) -> None:
+    """Build every index on ``x``, time and measure it, print one table."""
+    n, d = x.shape
+    k = args.k
+    rng = np.random.default_rng(args.seed + 1)
+    xn = normalise(x)
+    ids = np.char.add("a", np.arange(n).astype(str))
+    rows_q = xn[rng.choice(n, size=args.queries, replace=False)]
+    mix_q = normalise(np.stack([xn[rng.choice(n, 4, replace=False)].mean(0) for _ in rows_q]))
+
+    faiss.omp_set_num_threads(args.build_threads)
+    start = time.perf_counter()
+    ours = LookalikeIndex(n_threads=args.build_threads, seed=args.seed).fit(ids.tolist(), x)
+    ours_build = time.perf_counter() - start
+    truth = {
+        qs: faiss.knn(q, xn, k, metric=faiss.METRIC_INNER_PRODUCT)[1]
+        for qs, q in (("rows", rows_q), ("mix4", mix_q))
+    }
+    start = time.perf_counter()
+    flat = faiss.IndexFlatIP(d)
+    flat.add(xn)
+    flat_build = time.perf_counter() - start
+
+    nlist = max(1, round(4 * np.sqrt(n)))
+    nprobe = ours.nprobe_ or max(1, int(ours.max_scan_fraction * nlist))
+    start = time.perf_counter()
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.niter, ivf.cp.spherical, ivf.cp.max_points_per_centroid = 10, True, 40
+    ivf.train(xn[rng.choice(n, size=min(n, 40 * nlist), replace=False)])
+    ivf.add(xn)
+    ivf_build = time.perf_counter() - start
+    ivf.nprobe = nprobe
+
+    faiss.omp_set_num_threads(args.threads)
+    ours.n_threads = args.threads
+    row_of = {s: i for i, s in enumerate(ids.tolist())}
+    rows: list[tuple[str, float, float, float, float, float]] = []
+    for label, build, search in (
+        ("faiss IndexFlatIP", flat_build, lambda q: flat.search(q[None, :], k)[1][0]),
+        (
+            f"faiss IndexIVFFlat nlist={nlist} nprobe={nprobe}",
+            ivf_build,
+            lambda q: ivf.search(q[None, :], k)[1][0],
+        ),
+        (
+            f"LookalikeIndex ({ours.kind_}{f' nprobe={ours.nprobe_}' if ours.nprobe_ else ''})",
+            ours_build,
+            lambda q: np.array([row_of[i] for i, _ in ours.query_vector(q, k)]),
+        ),
+    ):
+        found = {
+            qs: np.stack([search(q) for q in q_]) for qs, q_ in (("rows", rows_q), ("mix4", mix_q))
+        }
+        p50, p99 = latency(search, rows_q)
+        rows.append(
+            (
+                label,
+                build,
+                p50,
+                p99,
+                recall(found["rows"], truth["rows"]),
+                recall(found["mix4"], truth["mix4"]),
+            )
+        )
+
+    print(
+        f"\n## {name}: n={n:,} d={d} k={k}, build {args.build_threads} threads, "
+        f"queries {args.threads} thread(s), {args.queries} queries"
+    )
+    print(
+        f"LookalikeIndex: kind={ours.kind_} tuned recall_={ours.recall_:.3f} "
+        f"fallback={ours.fallback_}"
+    )
+    print(
+        f"{'index':<48} {'build s':>8} {'p50 ms':>8} {'p99 ms':>8} {'R@k rows':>9} {'R@k mix4':>9}"
+    )
+    for label, build, p50, p99, r_rows, r_mix in rows:
+        print(f"{label:<48} {build:8.2f} {p50:8.3f} {p99:8.3f} {r_rows:9.3f} {r_mix:9.3f}")
+
+
+def bench_methods(args: argparse.Namespace) -> None:
+    """Hit rate of centroid / contrast / max for seeds drawn from planted clusters."""
+    n = min(args.n, args.methods_n)
+    print(
+        f"\n## seed-combination methods: mixture n={n:,}, {args.clusters} clusters, "
+        f"separation {args.method_separation}, k={args.k}"
+    )
+    print("hit rate = share of the top-k in the seeds' cluster(s), seeds not counted")
+    print(f"{'offset':>6} {'scenario':<22} " + " ".join(f"{m:>9}" for m in METHODS))
+    for offset in (0.0, 1.0):
+        rng = np.random.default_rng(args.seed + 2)
+        x, labels = mixture(n, args.d, args.clusters, offset, rng, args.method_separation)
+        ids = np.char.add("a", np.arange(n).astype(str))
+        index = LookalikeIndex(n_threads=args.build_threads, seed=args.seed).fit(ids.tolist(), x)
+        sizes = np.bincount(labels, minlength=args.clusters)
+        big = np.flatnonzero(sizes >= args.k + 50)
+        scenarios = {
+            "10 seeds, 1 cluster": (1, 10, 0),
+            "12 seeds, 3 clusters": (3, 4, 0),
+            "8 + 2 noise seeds": (1, 8, 2),
+        }
+        for scenario, (n_clusters, per_cluster, noise) in scenarios.items():
+            hits: dict[str, list[float]] = {m: [] for m in METHODS}
+            for _ in range(args.method_trials):
+                chosen = rng.choice(big, size=n_clusters, replace=False)
+                seeds = np.concatenate(
+                    [
+                        rng.choice(np.flatnonzero(labels == c), per_cluster, replace=False)
+                        for c in chosen
+                    ]
+                    + [rng.choice(n, noise, replace=False)]
+                )
+                targets = set(ids[np.isin(labels, chosen)].tolist()) - set(ids[seeds].tolist())
+                for m in METHODS:
+                    got = [i for i, _ in index.query(ids[seeds].tolist(), args.k, method=m)]
+                    hits[m].append(float(np.mean([i in targets for i in got])))
+            print(
+                f"{offset:6.1f} {scenario:<22} "
+                + " ".join(f"{np.mean(hits[m]):9.3f}" for m in METHODS)
+            )
+        # One realistic ranking check with lift_at: rank the whole catalogue by centroid.
+        c = big[0]
+        seeds = rng.choice(np.flatnonzero(labels == c), 10, replace=False)
+        order = [i for i, _ in index.query(ids[seeds].tolist(), n, method="centroid")]
+        lift = lift_at(order, set(ids[labels == c].tolist()), 0.1)
+        print(
+            f"{offset:6.1f} lift_at(full centroid ranking, cluster, 10%) = {lift:.2f} "
+            f"(kind {index.kind_})"
+        )
+
+
+def main() -> None:
+    """Parse arguments, run both cases and the method comparison."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--d", type=int, default=64)
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1, help="query threads")
+    parser.add_argument("--build-threads", type=int, default=2)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--clusters", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--methods-n", type=int, default=200_000)
+    parser.add_argument("--method-trials", type=int, default=30)
+    parser.add_argument("--method-separation", type=float, default=0.35)
+    parser.add_argument("--skip-unstructured", action="store_true")
+    args = parser.parse_args()
+    rng = np.random.default_rng(args.seed)
+    x, _ = mixture(args.n, args.d, args.clusters, 0.0, rng)
+    bench_case("structured (Gaussian mixture)", x, args)
+    del x
+    if not args.skip_unstructured:
+        x = rng.standard_normal((args.n, args.d), dtype=np.float32)
+        bench_case("unstructured (isotropic Gaussian)", x, args)
+        del x
+    bench_methods(args)
+
+
+if __name__ == "__main__":
+    main()

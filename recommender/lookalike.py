@@ -1,0 +1,685 @@
+"""Lookalike search: the accounts (or leads) nearest a set of seeds in an embedding space.
+
+A marketer picks seeds (best customers, a rep's wins, a segment) and asks for the ``k``
+most similar prospects. Every catalogue row is one L2-normalised embedding (cosine
+similarity = inner product). Below ``exact_threshold`` rows the index is exact
+(``faiss.IndexFlatIP``); above it, an approximate index (IVF-Flat by default, HNSW on
+request) is built and tuned on the embeddings' own measured recall@100 against exact
+search over a sample of catalogue rows used as queries. When no setting reaches
+``target_recall`` cheaply enough (unstructured embeddings), the index falls back to exact
+search and says why in ``fallback_``.
+
+Both approximate kinds store full float vectors, so candidate scores are exact inner
+products; every result is still re-scored against the stored embeddings (exact
+re-ranking) so that all kinds return identical numbers for the same rows.
+
+Several seeds are combined by one of three methods:
+
+* ``centroid``: cosine to the normalised mean of the seeds;
+* ``contrast``: cosine to ``mean(seeds) - contrast_weight * mean(catalogue)``, which
+  removes the direction every embedding shares and keeps what sets the seeds apart;
+* ``max``: a candidate's largest cosine to any single seed (seed-wise top-k lists are
+  merged and re-scored exactly; the exact top-k by max is always inside their union).
+
+Filters are a boolean mask over catalogue rows (``True`` = leave out). Approximate search
+honours it through a FAISS id selector and widens its search until it has
+``min(k, eligible)`` results, falling back to exact search over the eligible rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import faiss as _faiss
+import numpy as np
+
+from recommender.errors import ModelFolderError, NotFittedError, UnknownIdError
+
+# faiss ships partial type stubs (no SearchParametersHNSW, no IVF attributes on Index).
+faiss: Any = _faiss
+
+FORMAT_VERSION = 1
+META_FILE = "lookalike.json"
+ARRAYS_FILE = "lookalike_embeddings.npz"
+INDEX_FILE = "lookalike.faiss"
+
+METHODS = ("centroid", "contrast", "max")
+APPROXIMATE_KINDS = ("ivf", "hnsw")
+_TUNE_K = 100
+_MAX_EF = 2048
+_SEEDS_BY_OVERFETCH = 32  # up to this many seeds are dropped after search, not masked
+_EXACT_CHUNK = 1 << 24  # floats in one block of exact scores
+
+Results = list[tuple[str, float]]
+
+
+@contextmanager
+def _faiss_threads(n_threads: int | None) -> Iterator[None]:
+    """Run a block with FAISS (OpenMP) limited to ``n_threads``, restoring it afterwards."""
+    if n_threads is None:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` scaled to unit L2 norm as C-contiguous float32 (zero rows stay zero)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each row of ``truth`` (query x k row ids) present in ``found``."""
+    hits = [
+        len(np.intersect1d(f[f >= 0], t[t >= 0])) / max(1, int((t >= 0).sum()))
+        for f, t in zip(found, truth, strict=True)
+    ]
+    return float(np.mean(hits))
+
+
+def lift_at(order_ids: Sequence[str], positives: set[str], share: float) -> float:
+    """Lift of the first ``share`` of a ranking: its positive rate over the overall rate.
+
+    Args:
+        order_ids: ids, best first (for example lookalike results, or all prospects).
+        positives: ids that converted (or are otherwise the target).
+        share: fraction of ``order_ids`` to count, in (0, 1]; the top
+            ``ceil(share * len(order_ids))`` ids are taken.
+
+    Returns:
+        ``rate(top share) / rate(all)``; 1.0 means no better than random order, ``nan``
+        where ``order_ids`` holds no positive.
+
+    Raises:
+        ValueError: empty ``order_ids`` or ``share`` outside (0, 1].
+    """
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    if len(order_ids) == 0:
+        raise ValueError("order_ids is empty")
+    hit = np.fromiter((i in positives for i in order_ids), dtype=bool, count=len(order_ids))
+    overall = hit.mean()
+    if overall == 0:
+        return math.nan
+    top = max(1, math.ceil(share * len(hit)))
+    return float(hit[:top].mean() / overall)
+
+
+class LookalikeIndex:
+    """Nearest-neighbour index over catalogue embeddings with seed-set queries.
+
+    Args:
+        exact_threshold: catalogues with fewer rows are searched exactly (``IndexFlatIP``).
+        target_recall: recall@100 against exact search the approximate index is tuned to.
+        method: default seed combination, one of ``centroid``, ``contrast``, ``max``;
+            ``contrast`` by default: on planted-cluster data it matched or beat
+            ``centroid`` everywhere and ``max`` except for seeds spread over several
+            clusters (bench/bench_lookalike.py).
+        seed: random seed of the k-means training sample, k-means and tuning queries.
+        n_threads: FAISS threads during ``fit`` and queries (``None``: leave as set).
+        approximate: ``ivf`` (IVF-Flat, nlist ~ 4 sqrt(n), nprobe tuned) or ``hnsw``
+            (HNSW-Flat, M=32, efSearch tuned).
+        contrast_weight: weight of the catalogue mean subtracted by ``contrast``.
+        n_tune_queries: catalogue rows used as queries when tuning and measuring recall.
+        max_scan_fraction: IVF falls back to exact search when the tuned nprobe would scan
+            more than this share of the lists (it would be barely faster than exact).
+        nlist: IVF list count; ``None`` for ``round(4 * sqrt(n))``.
+        train_points_per_list: k-means training rows per IVF list (sampled).
+
+    Attributes:
+        ids_: catalogue ids (str array, row order).
+        embeddings_: normalised float32 embeddings, one row per id.
+        kind_: ``flat``, ``ivf`` or ``hnsw``.
+        recall_: recall@100 against exact search measured at fit (1.0 for ``flat``).
+        fallback_: why an approximate index was given up for exact search, else ``None``.
+        tuning_: the recall measured at each tried setting (``{"nprobe": {...}}`` etc.).
+        nprobe_: tuned IVF nprobe (``None`` unless ``ivf``).
+        ef_search_: tuned HNSW efSearch (``None`` unless ``hnsw``).
+    """
+
+    def __init__(
+        self,
+        *,
+        exact_threshold: int = 50_000,
+        target_recall: float = 0.95,
+        method: str = "contrast",
+        seed: int = 0,
+        n_threads: int | None = None,
+        approximate: str = "ivf",
+        contrast_weight: float = 1.0,
+        n_tune_queries: int = 200,
+        max_scan_fraction: float = 0.25,
+        nlist: int | None = None,
+        train_points_per_list: int = 40,
+    ) -> None:
+        self.exact_threshold = exact_threshold
+        self.target_recall = target_recall
+        self.method = method
+        self.seed = seed
+        self.n_threads = n_threads
+        self.approximate = approximate
+        self.contrast_weight = contrast_weight
+        self.n_tune_queries = n_tune_queries
+        self.max_scan_fraction = max_scan_fraction
+        self.nlist = nlist
+        self.train_points_per_list = train_points_per_list
+
+    # ------------------------------------------------------------------ fitting
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters as a JSON-ready dict."""
+        return {
+            "exact_threshold": self.exact_threshold,
+            "target_recall": self.target_recall,
+            "method": self.method,
+            "seed": self.seed,
+            "n_threads": self.n_threads,
+            "approximate": self.approximate,
+            "contrast_weight": self.contrast_weight,
+            "n_tune_queries": self.n_tune_queries,
+            "max_scan_fraction": self.max_scan_fraction,
+            "nlist": self.nlist,
+            "train_points_per_list": self.train_points_per_list,
+        }
+
+    def fit(self, ids: Sequence[str], embeddings: np.ndarray) -> LookalikeIndex:
+        """Index ``embeddings`` (one row per id) for cosine-similarity search.
+
+        Args:
+            ids: unique string ids, one per row.
+            embeddings: float array of shape (len(ids), d), d >= 1; rows are L2-normalised.
+
+        Returns:
+            self.
+
+        Raises:
+            ValueError: bad parameters, empty input, shape mismatch, non-finite values
+                or duplicate ids.
+        """
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got '{self.method}'")
+        if self.approximate not in APPROXIMATE_KINDS:
+            raise ValueError(
+                f"approximate must be one of {APPROXIMATE_KINDS}, got '{self.approximate}'"
+            )
+        if not 0.0 < self.target_recall <= 1.0:
+            raise ValueError(f"target_recall must be in (0, 1], got {self.target_recall}")
+        x = np.asarray(embeddings)
+        id_array = np.asarray([str(i) for i in ids], dtype=str)
+        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"embeddings must be a non-empty 2-D array, got shape {x.shape}")
+        if x.shape[0] != len(id_array):
+            raise ValueError(f"{len(id_array)} ids for {x.shape[0]} embedding rows")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("embeddings hold NaN or infinite values")
+        unique, counts = np.unique(id_array, return_counts=True)
+        if len(unique) != len(id_array):
+            raise ValueError(f"duplicate id '{unique[counts > 1][0]}'")
+        self.ids_ = id_array
+        self.embeddings_ = _normalise(x)
+        self.mean_ = self.embeddings_.mean(axis=0, dtype=np.float64).astype(np.float32)
+        self.kind_ = "flat"
+        self.recall_: float | None = 1.0
+        self.fallback_: str | None = None
+        self.tuning_: dict[str, dict[str, float]] = {}
+        self.nprobe_: int | None = None
+        self.ef_search_: int | None = None
+        self._row_of: dict[str, int] | None = None
+        with _faiss_threads(self.n_threads):
+            if len(id_array) < self.exact_threshold:
+                self.index_ = self._flat_index()
+            elif self.approximate == "ivf":
+                self._fit_ivf()
+            else:
+                self._fit_hnsw()
+        return self
+
+    def _flat_index(self) -> Any:
+        """An exact inner-product index over ``embeddings_``."""
+        index = faiss.IndexFlatIP(self.embeddings_.shape[1])
+        index.add(self.embeddings_)
+        return index
+
+    def _tune_queries(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Tuning queries shaped like real ones, and their exact top-100 rows.
+
+        The first half are sampled catalogue rows (single seeds, and every ``max``
+        query); the second half are normalised means of 2 to 8 random rows (``centroid``
+        and ``contrast`` queries of mixed seeds, which land between clusters and are the
+        harder case for IVF). Returns the queries, the truth and the size of the first half.
+        """
+        n = len(self.ids_)
+        rng = np.random.default_rng(self.seed)
+        half = max(1, min(n, self.n_tune_queries) // 2)
+        rows = self.embeddings_[rng.choice(n, size=half, replace=False)]
+        groups = [
+            rng.choice(n, size=min(n, int(rng.integers(2, 9))), replace=False) for _ in range(half)
+        ]
+        centroids = _normalise(np.stack([self.embeddings_[g].mean(axis=0) for g in groups]))
+        queries = np.ascontiguousarray(np.vstack([rows, centroids]))
+        _, truth = faiss.knn(
+            queries, self.embeddings_, min(_TUNE_K, n), metric=faiss.METRIC_INNER_PRODUCT
+        )
+        return queries, truth, half
+
+    def _tune(self, search: Any, low: int, high: int, name: str) -> int | None:
+        """Smallest setting in [low, high] whose recall@100 on the tuning queries reaches
+        ``target_recall``; fills ``tuning_[name]`` and ``recall_`` (``None`` if none does).
+
+        Args:
+            search: ``search(queries, k, setting) -> labels`` of the index being tuned.
+        """
+        queries, truth, half = self._tune_queries()
+        rows_curve: dict[int, float] = {}
+        mixed_curve: dict[int, float] = {}
+
+        def recall_at(setting: int) -> float:
+            if setting not in mixed_curve:
+                found = search(queries, truth.shape[1], setting)
+                rows_curve[setting] = _recall(found[:half], truth[:half])
+                mixed_curve[setting] = _recall(found, truth)
+            return mixed_curve[setting]
+
+        chosen = _smallest_reaching(recall_at, low, high, self.target_recall)
+        self.tuning_ = {
+            name: {str(k): v for k, v in sorted(mixed_curve.items())},
+            f"{name}_rows_only": {str(k): v for k, v in sorted(rows_curve.items())},
+        }
+        self.recall_ = mixed_curve[chosen if chosen is not None else high]
+        return chosen
+
+    def _fit_ivf(self) -> None:
+        """Train IVF-Flat, then take the smallest nprobe reaching ``target_recall``."""
+        n, d = self.embeddings_.shape
+        nlist = min(n, self.nlist or max(1, round(4 * math.sqrt(n))))
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = 10
+        index.cp.seed = self.seed
+        index.cp.spherical = True
+        index.cp.max_points_per_centroid = self.train_points_per_list
+        rng = np.random.default_rng(self.seed)
+        n_train = min(n, nlist * self.train_points_per_list)
+        index.train(self.embeddings_[np.sort(rng.choice(n, size=n_train, replace=False))])
+        index.add(self.embeddings_)
+
+        def search(queries: np.ndarray, k: int, nprobe: int) -> np.ndarray:
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+            return np.asarray(index.search(queries, k, params=params)[1])
+
+        budget = max(1, int(self.max_scan_fraction * nlist))
+        chosen = self._tune(search, 1, budget, "nprobe")
+        if chosen is None:
+            self._fall_back(
+                f"IVF (nlist={nlist}) reaches recall@100 {self.recall_:.3f} < "
+                f"{self.target_recall} at nprobe={budget} ({self.max_scan_fraction:.0%} "
+                "of the lists)"
+            )
+            return
+        index.nprobe = chosen
+        self.index_, self.kind_, self.nprobe_ = index, "ivf", chosen
+
+    def _fit_hnsw(self) -> None:
+        """Build HNSW-Flat (M=32), then take the smallest efSearch reaching ``target_recall``."""
+        index = faiss.IndexHNSWFlat(self.embeddings_.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 64
+        index.add(self.embeddings_)
+
+        def search(queries: np.ndarray, k: int, ef: int) -> np.ndarray:
+            params = faiss.SearchParametersHNSW(efSearch=ef)
+            return np.asarray(index.search(queries, k, params=params)[1])
+
+        chosen = self._tune(search, _TUNE_K, _MAX_EF, "ef_search")
+        if chosen is None:
+            self._fall_back(
+                f"HNSW reaches recall@100 {self.recall_:.3f} < {self.target_recall} "
+                f"at efSearch={_MAX_EF}"
+            )
+            return
+        index.hnsw.efSearch = chosen
+        self.index_, self.kind_, self.ef_search_ = index, "hnsw", chosen
+
+    def _fall_back(self, why: str) -> None:
+        """Give up the approximate index for exact search, recording ``why``."""
+        self.fallback_ = f"{why}: embeddings too unstructured, using exact search"
+        self.recall_ = 1.0
+        self.index_ = self._flat_index()
+
+    # ------------------------------------------------------------------ queries
+    def _check_fitted(self) -> None:
+        """Raise NotFittedError unless ``fit`` or ``load`` has run."""
+        if not hasattr(self, "index_"):
+            raise NotFittedError("LookalikeIndex is not fitted: call fit() or load() first")
+
+    def _rows(self, seeds: Sequence[str]) -> np.ndarray:
+        """Catalogue rows of ``seeds`` (duplicates dropped, order kept).
+
+        Raises:
+            UnknownIdError: a seed that is not in the catalogue.
+        """
+        if self._row_of is None:
+            self._row_of = {str(i): r for r, i in enumerate(self.ids_.tolist())}
+        rows: list[int] = []
+        for s in dict.fromkeys(str(s) for s in seeds):
+            if s not in self._row_of:
+                raise UnknownIdError("seed", s)
+            rows.append(self._row_of[s])
+        return np.asarray(rows, dtype=np.int64)
+
+    def _check_exclude(self, exclude: np.ndarray | None) -> np.ndarray | None:
+        """Validate a filter mask: bool, one entry per catalogue row."""
+        if exclude is None:
+            return None
+        mask = np.asarray(exclude)
+        if mask.dtype != bool or mask.shape != (len(self.ids_),):
+            raise ValueError(
+                f"exclude must be a bool mask of shape ({len(self.ids_)},), "
+                f"got {mask.dtype} {mask.shape}"
+            )
+        return mask
+
+    def query(
+        self,
+        seeds: Sequence[str],
+        k: int = 100,
+        *,
+        method: str | None = None,
+        exclude: np.ndarray | None = None,
+    ) -> Results:
+        """The ``k`` catalogue ids most similar to ``seeds``, best first, seeds left out.
+
+        Args:
+            seeds: catalogue ids (duplicates ignored).
+            k: number of results wanted; fewer come back only when fewer rows are eligible.
+            method: ``centroid``, ``contrast`` or ``max`` (default: the constructor's).
+            exclude: bool mask over ``ids_``; ``True`` rows are never returned.
+
+        Returns:
+            ``(id, similarity)`` pairs, similarity a cosine in [-1, 1] (to the centroid,
+            the contrast vector, or the nearest seed for ``max``), best first.
+
+        Raises:
+            NotFittedError: before ``fit``/``load``.
+            UnknownIdError: a seed not in the catalogue (kind ``seed``).
+            ValueError: ``k < 1``, no seeds, unknown method or a malformed mask.
+        """
+        self._check_fitted()
+        method = method or self.method
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got '{method}'")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if len(seeds) == 0:
+            raise ValueError("seeds is empty: give at least one id")
+        rows = self._rows(seeds)
+        mask = self._check_exclude(exclude)
+        vectors = self.embeddings_[rows]
+        with _faiss_threads(self.n_threads):
+            if method == "max":
+                return self._query_max(vectors, k, rows, mask)
+            query = vectors.mean(axis=0)
+            if method == "contrast":
+                contrast = query - self.contrast_weight * self.mean_
+                query = contrast if np.linalg.norm(contrast) > 1e-6 else query
+            out_rows, scores = self._search(_normalise(query[None, :]), k, rows, mask)[0]
+        return self._results(out_rows, scores)
+
+    def query_vector(
+        self, vector: np.ndarray, k: int, exclude: np.ndarray | None = None
+    ) -> Results:
+        """The ``k`` catalogue ids nearest a vector of the embedding space (cosine), best first.
+
+        Raises:
+            NotFittedError: before ``fit``/``load``.
+            ValueError: ``k < 1``, a vector of the wrong size, or a malformed mask.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if v.shape != (self.embeddings_.shape[1],):
+            raise ValueError(
+                f"vector must have {self.embeddings_.shape[1]} values, got {v.shape[0]}"
+            )
+        mask = self._check_exclude(exclude)
+        with _faiss_threads(self.n_threads):
+            no_seeds = np.empty(0, dtype=np.int64)
+            out_rows, scores = self._search(_normalise(v[None, :]), k, no_seeds, mask)[0]
+        return self._results(out_rows, scores)
+
+    def _results(self, rows: np.ndarray, scores: np.ndarray) -> Results:
+        """Rows and scores as ``(id, similarity)`` pairs."""
+        return list(zip(self.ids_[rows].tolist(), scores.astype(float).tolist(), strict=True))
+
+    def _query_max(
+        self, seeds: np.ndarray, k: int, rows: np.ndarray, mask: np.ndarray | None
+    ) -> Results:
+        """Top ``k`` by the largest cosine to any seed: merge per-seed top-k lists, re-score."""
+        found = self._search(seeds, k, rows, mask)
+        candidates = np.unique(np.concatenate([r for r, _ in found]))
+        best = np.empty(len(candidates), dtype=np.float32)
+        step = max(1, _EXACT_CHUNK // max(1, len(seeds)))
+        for start in range(0, len(candidates), step):
+            block = self.embeddings_[candidates[start : start + step]] @ seeds.T
+            best[start : start + step] = block.max(axis=1)
+        order = np.lexsort((candidates, -best))[:k]
+        return self._results(candidates[order], best[order])
+
+    def _search(
+        self, queries: np.ndarray, k: int, seed_rows: np.ndarray, mask: np.ndarray | None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, the top ``min(k, eligible)`` rows and exact scores, best first.
+
+        A row is eligible unless it is a seed or ``mask`` is True there. A few seeds and no
+        mask are handled by fetching ``k + len(seeds)`` and dropping the seeds; otherwise
+        the eligible rows go to FAISS as an id selector.
+        """
+        n = len(self.ids_)
+        overfetch = mask is None and len(seed_rows) <= _SEEDS_BY_OVERFETCH
+        eligible: np.ndarray | None = None
+        if overfetch:
+            n_eligible = n - len(seed_rows)
+        else:
+            eligible = np.ones(n, dtype=bool) if mask is None else ~mask
+            eligible[seed_rows] = False
+            n_eligible = int(eligible.sum())
+        k_eff = min(k, n_eligible)
+        if k_eff <= 0:
+            return [(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in queries]
+        fetch = k_eff + (len(seed_rows) if overfetch else 0)
+        if 4 * fetch > n or (self.kind_ != "flat" and n_eligible < 0.02 * n):
+            return self._exact(queries, k_eff, seed_rows, eligible)
+        found = self._faiss_search(queries, fetch, eligible)
+        out = []
+        for q, rows in zip(queries, found, strict=True):
+            rows = rows[rows >= 0]
+            if overfetch:
+                rows = rows[~np.isin(rows, seed_rows)]
+            if len(rows) < k_eff:
+                out.extend(self._exact(q[None, :], k_eff, seed_rows, eligible))
+            else:
+                out.append(self._rerank(q, rows, k_eff))
+        return out
+
+    def _rerank(self, query: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact cosine of candidate ``rows``; the best ``k`` (ties by row), best first."""
+        scores = self.embeddings_[rows] @ query
+        order = np.lexsort((rows, -scores))[:k]
+        return rows[order], scores[order]
+
+    def _faiss_search(
+        self, queries: np.ndarray, fetch: int, eligible: np.ndarray | None
+    ) -> list[np.ndarray]:
+        """Top-``fetch`` rows per query from ``index_`` (-1 padded), limited to ``eligible``.
+
+        With a filter, the tuned nprobe / efSearch is divided by the eligible share; an
+        approximate search that finds too few eligible rows is repeated with 4 times
+        the nprobe / efSearch until it finds enough or reaches its widest setting.
+        """
+        selector = None
+        if eligible is not None:
+            bitmap = np.packbits(eligible, bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(eligible), faiss.swig_ptr(bitmap))
+        if self.kind_ == "flat":
+            _, labels = self.index_.search(
+                queries, fetch, params=faiss.SearchParameters(sel=selector)
+            )
+            return list(labels)
+        ivf = self.kind_ == "ivf"
+        width = int(self.nprobe_ or 1) if ivf else max(fetch, self.ef_search_ or fetch)
+        limit = self.index_.nlist if ivf else max(_MAX_EF, fetch)
+        if eligible is not None:  # the k-th eligible neighbour lies ~1/share further down
+            share = max(float(eligible.mean()), 1e-3)
+            width = min(limit, math.ceil(width / share))
+        found = np.full((len(queries), fetch), -1, dtype=np.int64)
+        todo = np.arange(len(queries))
+        if eligible is None and width == (self.nprobe_ if ivf else self.ef_search_):
+            return list(self.index_.search(queries, fetch)[1])  # the index's own setting
+        while True:
+            if ivf:
+                params: Any = faiss.SearchParametersIVF(nprobe=int(width), sel=selector)
+            else:
+                params = faiss.SearchParametersHNSW(efSearch=int(width), sel=selector)
+            _, labels = self.index_.search(queries[todo], fetch, params=params)
+            found[todo] = labels
+            short = (labels < 0).any(axis=1)
+            if not short.any() or width >= limit or eligible is None:
+                return list(found)
+            todo, width = todo[short], min(limit, 4 * width)
+
+    def _exact(
+        self,
+        queries: np.ndarray,
+        k: int,
+        seed_rows: np.ndarray,
+        eligible: np.ndarray | None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Exact top ``k`` eligible rows per query by brute force over ``embeddings_``."""
+        n = len(self.ids_)
+        if eligible is None:
+            eligible = np.ones(n, dtype=bool)
+            eligible[seed_rows] = False
+        rows = np.flatnonzero(eligible)
+        k = min(k, len(rows))
+        out = []
+        step = max(1, _EXACT_CHUNK // n)
+        for start in range(0, len(queries), step):
+            block = self.embeddings_ @ queries[start : start + step].T
+            for j in range(block.shape[1]):
+                scores = block[rows, j]
+                top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
+                order = np.lexsort((rows[top], -scores[top]))
+                out.append((rows[top][order], scores[top][order]))
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Path) -> None:
+        """Write the fitted index into the existing folder ``path``.
+
+        Files: ``lookalike.json`` (parameters, kind, recall, tuning, counts),
+        ``lookalike_embeddings.npz`` (``ids``, ``embeddings``, ``mean``) and
+        ``lookalike.faiss`` (the FAISS index). Each file is written under a temporary name
+        and renamed, so a failure leaves no half-written file.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            ModelFolderError: ``path`` is not an existing folder.
+        """
+        self._check_fitted()
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ModelFolderError(f"model folder '{folder}' does not exist")
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "params": self.get_params(),
+            "kind": self.kind_,
+            "recall": self.recall_,
+            "fallback": self.fallback_,
+            "tuning": self.tuning_,
+            "nprobe": self.nprobe_,
+            "ef_search": self.ef_search_,
+            "n_ids": len(self.ids_),
+            "dim": int(self.embeddings_.shape[1]),
+            "faiss_version": faiss.__version__,
+        }
+        tmp_index = folder / f".{INDEX_FILE}.tmp"
+        faiss.write_index(self.index_, str(tmp_index))
+        tmp_arrays = folder / f".{ARRAYS_FILE}.tmp"
+        with open(tmp_arrays, "wb") as fh:
+            np.savez(fh, ids=self.ids_, embeddings=self.embeddings_, mean=self.mean_)
+        tmp_meta = folder / f".{META_FILE}.tmp"
+        tmp_meta.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        os.replace(tmp_index, folder / INDEX_FILE)
+        os.replace(tmp_arrays, folder / ARRAYS_FILE)
+        os.replace(tmp_meta, folder / META_FILE)
+
+    @classmethod
+    def load(cls, path: Path) -> LookalikeIndex:
+        """Read an index written by ``save``; the FAISS index is read, not rebuilt.
+
+        Raises:
+            ModelFolderError: a missing file, an unsupported format version, or files
+                that disagree with each other.
+        """
+        folder = Path(path)
+        try:
+            meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+            with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
+                ids, embeddings, mean = arrays["ids"], arrays["embeddings"], arrays["mean"]
+            index = faiss.read_index(str(folder / INDEX_FILE))
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            raise ModelFolderError(f"cannot read lookalike index from '{folder}': {exc}") from exc
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelFolderError(
+                f"lookalike format version {meta.get('format_version')} is not {FORMAT_VERSION}"
+            )
+        if not (len(ids) == embeddings.shape[0] == index.ntotal == meta["n_ids"]):
+            raise ModelFolderError(f"lookalike files in '{folder}' disagree on the number of ids")
+        self = cls(**meta["params"])
+        self.ids_, self.embeddings_, self.mean_ = (
+            ids.astype(str),
+            embeddings.astype(np.float32),
+            mean,
+        )
+        self.kind_, self.recall_, self.fallback_ = meta["kind"], meta["recall"], meta["fallback"]
+        self.tuning_, self.nprobe_, self.ef_search_ = (
+            meta["tuning"],
+            meta["nprobe"],
+            meta["ef_search"],
+        )
+        self._row_of = None
+        if self.kind_ == "ivf":
+            index.nprobe = self.nprobe_
+        self.index_ = index
+        return self
+
+
+def _smallest_reaching(recall_at: Any, low: int, high: int, target: float) -> int | None:
+    """Smallest integer setting in [low, high] whose recall reaches ``target``.
+
+    Doubles from ``low`` until the target is reached, then bisects the last interval;
+    ``recall_at`` is assumed to be non-decreasing. ``None`` when even ``high`` misses.
+    """
+    previous, width = low - 1, low
+    while recall_at(width) < target:
+        if width >= high:
+            return None
+        previous, width = width, min(high, 2 * width)
+    while width - previous > 1:
+        middle = (previous + width) // 2
+        if recall_at(middle) >= target:
+            width = middle
+        else:
+            previous = middle
+    return width
