@@ -1,0 +1,165 @@
+"""What ``leadrank serve``, ``leadrank keys create`` and ``leadrank demo`` call.
+
+The CLI (``recommender/cli.py``) parses arguments and prints; these functions do the work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from service.config import DEFAULT_DATA_DIR, Settings, sqlite_url
+from service.store.db import make_engine, migrate, write_transaction
+from service.store.keys import insert_key, validate_role
+
+DEMO_ROLES = ("admin", "router", "marketer")
+
+
+def default_db_url(data_dir: Path | None = None) -> str:
+    """The embedded store: ``sqlite:///<data_dir>/leadrank.db`` (default ``./leadrank-data``)."""
+    return sqlite_url(data_dir or DEFAULT_DATA_DIR)
+
+
+def create_key(role: str, db_url: str | None) -> str:
+    """Create an API key with ``role`` in the store at ``db_url`` and return its secret.
+
+    The secret is shown only here; the store keeps its sha256. The schema is migrated
+    first, so this works on a new database.
+
+    Args:
+        role: ``admin``, ``router``, ``marketer`` or ``rep:REP_ID``.
+        db_url: SQLAlchemy URL; ``None`` means :func:`default_db_url`.
+
+    Raises:
+        ValueError: ``role`` is not one of the roles above.
+    """
+    validate_role(role)
+    engine = make_engine(db_url or default_db_url())
+    try:
+        migrate(engine)
+        with write_transaction(engine) as conn:
+            return insert_key(conn, role)
+    finally:
+        engine.dispose()
+
+
+def serve(
+    model: Path | None,
+    db_url: str | None,
+    host: str,
+    port: int,
+    *,
+    workers: int = 1,
+    log_level: str = "info",
+) -> None:
+    """Serve the HTTP API until interrupted (uvloop + httptools).
+
+    Args:
+        model: model folder to serve; ``None`` starts without one (``/readyz`` is 503
+            until ``POST /v1/admin/reload``).
+        db_url: SQLAlchemy URL; ``None`` means :func:`default_db_url`.
+        workers: uvicorn worker processes sharing the port (each loads the model).
+
+    Raises:
+        recommender.errors.ModelFolderError: (at startup) the model folder is unusable.
+    """
+    url = db_url or default_db_url()
+    settings = Settings(
+        database_url=url,
+        model_path=None if model is None else Path(model).resolve(),
+        host=host,
+        port=port,
+        workers=workers,
+    )
+    engine = make_engine(url)
+    try:
+        migrate(engine)  # once, before any worker starts
+    finally:
+        engine.dispose()
+    options = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": log_level,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers == 1:
+        from service.main import create_app
+
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        return
+    os.environ["LEADRANK_DATABASE_URL"] = url
+    if settings.model_path is not None:
+        os.environ["LEADRANK_MODEL_PATH"] = str(settings.model_path)
+    uvicorn.run("service.main:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+
+
+def demo_lead(data: Path) -> dict[str, str]:
+    """A new lead for the example requests: the first lead of ``data`` under a new id."""
+    import csv
+
+    with (data / "leads.csv").open(newline="", encoding="utf-8") as fh:
+        row = next(csv.DictReader(fh))
+    row["lead_id"] = "DEMO-0001"
+    return {k: v for k, v in row.items() if v != ""}
+
+
+def demo(
+    data_dir: Path = Path("leadrank-demo"),
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    n_leads: int = 3000,
+    n_reps: int = 12,
+    seed: int = 0,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Simulate a team, train, create demo keys, print how to call the API, then serve.
+
+    Writes ``data_dir/data`` (the dataset), ``data_dir/model`` and ``data_dir/leadrank.db``;
+    reuses them when they exist. Prints the URL, one key per role and three curl lines.
+    """
+    from recommender.data.simulate import simulate
+    from recommender.pipeline import train
+
+    data_dir = Path(data_dir)
+    data, model = data_dir / "data", data_dir / "model"
+    if not (data / "leads.csv").is_file():
+        echo(f"simulating {n_leads} leads and {n_reps} reps into {data} ...")
+        simulate(data, n_leads=n_leads, n_reps=n_reps, seed=seed)
+    if not (model / "manifest.json").is_file():
+        echo(f"training into {model} ...")
+        train(data, out=model)
+    db_url = default_db_url(data_dir)
+    keys = {role: create_key(role, db_url) for role in DEMO_ROLES}
+    from recommender.pipeline import ModelBundle
+
+    rep = str(ModelBundle.load(model).reps["rep_id"].iloc[0])
+    keys[f"rep:{rep}"] = create_key(f"rep:{rep}", db_url)
+    base = f"http://{host}:{port}"
+    body = json.dumps({"leads": [demo_lead(data)]})
+    auth = "Authorization: Bearer "
+    echo(f"leadrank API: {base}  (docs: {base}/docs, store: {db_url})")
+    for role, key in keys.items():
+        echo(f"key {role}: {key}")
+    echo("try:")
+    echo(
+        f"  curl -s -X POST {base}/v1/score -H {shlex.quote(auth + keys['marketer'])} "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    )
+    echo(
+        f"  curl -s -X POST {base}/v1/route -H {shlex.quote(auth + keys['router'])} "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    )
+    echo(
+        f"  curl -s {base}/v1/reps/{rep}/leads?limit=10 -H {shlex.quote(auth + keys[f'rep:{rep}'])}"
+    )
+    sys.stdout.flush()
+    serve(model, db_url, host, port)

@@ -1,0 +1,52 @@
+"""The service's one settings object, read from ``LEADRANK_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("leadrank-data")
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The SQLAlchemy URL of the embedded SQLite store: ``DATA_DIR/leadrank.db``."""
+    return f"sqlite:///{(data_dir / 'leadrank.db').resolve()}"
+
+
+class Settings(BaseSettings):
+    """Everything the service needs to start; each field is ``LEADRANK_<NAME>`` in the env.
+
+    Attributes:
+        database_url: SQLAlchemy URL; ``None`` means SQLite under ``data_dir``.
+        data_dir: folder of the embedded SQLite file.
+        model_path: model folder loaded at start; ``None`` starts without a model (not ready).
+        host, port: where ``leadrank serve`` listens.
+        workers: uvicorn worker processes (``SO_REUSEPORT`` siblings via uvicorn).
+        max_body_bytes: larger request bodies are answered 413.
+        max_items: most leads / outcomes / events / seeds in one request body.
+        max_limit: largest ``limit`` / ``k`` a caller may ask for.
+        key_cache_seconds: how long a verified API key is trusted without a database read.
+        route_seed, route_explore, route_holdout: passed to ``ModelBundle.route``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LEADRANK_", extra="ignore")
+
+    database_url: str | None = None
+    data_dir: Path = DEFAULT_DATA_DIR
+    model_path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_items: int = Field(default=5000, ge=1)
+    max_limit: int = Field(default=1000, ge=1)
+    key_cache_seconds: float = Field(default=30.0, ge=0.0)
+    route_seed: int = 0
+    route_explore: float = Field(default=0.0, ge=0.0, le=1.0)
+    route_holdout: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    def resolved_database_url(self) -> str:
+        """``database_url``, or the SQLite file under ``data_dir`` when it is unset."""
+        return self.database_url or sqlite_url(self.data_dir)

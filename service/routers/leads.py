@@ -1,0 +1,33 @@
+"""Scoring and routing of new leads."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service import actions, routing, schemas
+from service.deps import EngineDep, ModelDep, Router, RuntimeDep, Scorer
+
+router = APIRouter(prefix="/v1", tags=["leads"])
+
+
+@router.post("/score", response_model=schemas.ScoresResponse)
+def score(
+    _: Scorer, request: schemas.LeadsRequest, model: ModelDep, engine: EngineDep
+) -> schemas.ScoresResponse:
+    """Score leads: probability of converting, 0-100 score, grade A-D and top reasons.
+
+    Engagement events posted to ``/v1/events`` for these lead ids count in the score.
+    """
+    return actions.score(model, engine, request)
+
+
+@router.post("/route", response_model=schemas.RouteResponse)
+def route(
+    _: Router, request: schemas.LeadsRequest, runtime: RuntimeDep, model: ModelDep
+) -> schemas.RouteResponse:
+    """Assign each lead to the active rep most likely to convert it, within daily capacity.
+
+    Leads and assignments are committed before the answer; a lead sent again keeps its
+    first assignment.
+    """
+    return routing.route(runtime, model, request)

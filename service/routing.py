@@ -1,0 +1,223 @@
+"""Route leads to reps and store the decisions, never overfilling a rep's day.
+
+Plan then claim: the model plans with the day counts it reads (no lock held while the
+model runs); one write transaction then claims a unit of capacity for each chosen rep
+with a conditional ``UPDATE ... WHERE count < capacity``. If a concurrent request filled
+that rep meanwhile, the lead falls back to its next alternative; if all are full, the
+transaction rolls back and the request plans again with the new counts (a few times,
+then the lead stays unassigned with a reason). Leads, assignments and counters commit
+together or not at all.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, text
+
+from recommender.columns import Columns
+from service import schemas
+from service.actions import events_frame, parse_leads
+from service.state import Loaded, Runtime
+from service.store import repo
+from service.store.db import read_transaction, write_transaction
+
+ATTEMPTS = 8
+"""Plans per request: a lead whose candidates all filled up meanwhile is planned again."""
+N_ALTERNATIVES = 3
+_PG_ROUTE_LOCK = 0x1EAD0001
+"""Advisory lock id that serialises route writes on PostgreSQL (as on SQLite)."""
+
+
+def _reps_frame(model: Loaded, states: dict[str, tuple[int | None, bool]]) -> pd.DataFrame:
+    """The model's reps with capacity and ``active`` as the store has them now."""
+    reps = model.bundle.reps.copy()
+    ids = reps[Columns.REP].astype(str)
+    known = ids.isin(states.keys())
+    if known.any():
+        capacity = ids[known].map(lambda r: states[r][0])
+        reps[Columns.CAPACITY] = reps[Columns.CAPACITY].astype("Int64")
+        reps.loc[known, Columns.CAPACITY] = pd.array(capacity.tolist(), dtype="Int64")
+        reps.loc[known, Columns.ACTIVE] = ids[known].map(lambda r: states[r][1]).astype(bool)
+    return reps
+
+
+_reps_cache: dict[int, tuple[Any, pd.DataFrame]] = {}
+
+
+def _current_reps(conn: Connection, model: Loaded) -> pd.DataFrame:
+    """The model's reps as the store has them now, rebuilt only when a rep row changed."""
+    stamp = repo.reps_stamp(conn)
+    hit = _reps_cache.get(id(model))
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    frame = _reps_frame(model, repo.rep_states(conn))
+    _reps_cache.clear()
+    _reps_cache[id(model)] = (stamp, frame)
+    return frame
+
+
+def _days(leads: pd.DataFrame) -> list[str]:
+    created = pd.to_datetime(leads[Columns.CREATED], errors="coerce")
+    return sorted(set(created.dropna().dt.strftime("%Y-%m-%d")))
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _seed(base: int, lead_ids: list[str]) -> int:
+    """A per-request seed: exploration draws differ between requests, repeat for a retry."""
+    return (base ^ zlib.crc32("\x1f".join(lead_ids).encode())) & 0x7FFFFFFF
+
+
+def _claim(conn: Connection, plan: dict[str, Any], version: str) -> dict[str, Any]:
+    """Claim capacity for the planned rep, else the next alternative; the assignment row.
+
+    Raises:
+        _Contended: every candidate is full (concurrent requests took them).
+    """
+    day = str(plan["day"])
+    alternatives: list[dict[str, Any]] = [
+        {"rep_id": str(a["rep_id"]), "probability": _float(a.get("probability"))}
+        for a in (plan.get("alternatives") or [])
+    ]
+    row = {
+        "lead_id": str(plan["lead_id"]),
+        "rep_id": None,
+        "day": day,
+        "probability": None,
+        "policy": str(plan.get("policy") or "none"),
+        "propensity": _float(plan.get("propensity")),
+        "reason": plan.get("reason"),
+        "alternatives": alternatives,
+        "model_version": version,
+    }
+    planned = plan.get("rep_id")
+    if planned is None or pd.isna(planned):
+        row["policy"] = "none"
+        row["reason"] = row["reason"] or "no active rep with capacity"
+        return row
+    candidates = [(str(planned), _float(plan.get("probability")))]
+    candidates += [(str(a["rep_id"]), _float(a["probability"])) for a in alternatives]
+    for k, (rep_id, probability) in enumerate(candidates):
+        if repo.claim_capacity(conn, rep_id, day):
+            row["rep_id"], row["probability"] = rep_id, probability
+            if k > 0:
+                row["reason"] = f"{planned} reached its capacity first; next best rep"
+            return row
+    raise _Contended
+
+
+class _Contended(Exception):
+    """Concurrent requests took every candidate of a lead: plan again with fresh counts."""
+
+
+def _out(row: dict[str, Any]) -> schemas.AssignmentOut:
+    return schemas.AssignmentOut(
+        lead_id=row["lead_id"],
+        rep_id=row["rep_id"],
+        probability=row["probability"],
+        alternatives=[schemas.Alternative(**a) for a in row["alternatives"] or []],
+        policy=row["policy"],
+        propensity=row["propensity"],
+        reason=row["reason"],
+    )
+
+
+def route(runtime: Runtime, model: Loaded, request: schemas.LeadsRequest) -> schemas.RouteResponse:
+    """Route leads, store leads and assignments, and answer in request order.
+
+    A lead routed before (by lead_id) keeps its first assignment and takes no capacity.
+
+    Raises:
+        FieldError: a lead value the library rejects (422), nothing stored.
+    """
+    records = [lead.model_dump() for lead in request.leads]
+    leads = parse_leads(model, records, "leads")
+    ids = [str(r["lead_id"]) for r in records]
+    for attempt in range(ATTEMPTS):
+        plans = _plan(runtime, model, leads, ids)
+        try:
+            return _store(runtime, model, ids, records, plans, last=attempt == ATTEMPTS - 1)
+        except _Contended:
+            continue
+    raise AssertionError("unreachable: the last attempt never raises _Contended")
+
+
+def _plan(
+    runtime: Runtime, model: Loaded, leads: pd.DataFrame, ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Run the model's routing with the day counts and rep settings stored now."""
+    with read_transaction(runtime.engine) as conn:
+        reps = _current_reps(conn, model)
+        used = repo.used_counts(conn, _days(leads))
+        events = events_frame(conn, ids)
+    settings = runtime.settings
+    plan = model.bundle.route(
+        leads,
+        reps=reps,
+        used=used,
+        events=events,
+        seed=_seed(settings.route_seed, ids),
+        explore=settings.route_explore,
+        holdout=settings.route_holdout,
+        n_alternatives=N_ALTERNATIVES,
+    )
+    return {str(p["lead_id"]): {str(k): v for k, v in p.items()} for p in plan.to_dict("records")}
+
+
+def _store(
+    runtime: Runtime,
+    model: Loaded,
+    ids: list[str],
+    records: list[dict[str, Any]],
+    plans: dict[str, dict[str, Any]],
+    *,
+    last: bool,
+) -> schemas.RouteResponse:
+    """One transaction: store new leads, claim capacity, insert their assignments.
+
+    Raises:
+        _Contended: (unless ``last``) a lead lost all its candidates to concurrent
+            requests; everything is rolled back.
+    """
+    with write_transaction(runtime.engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ROUTE_LOCK})
+        new = repo.claim_leads(
+            conn, [(i, str(plans[i]["day"]), r) for i, r in zip(ids, records, strict=True)]
+        )
+        rows = []
+        for i in ids:
+            if i not in new:
+                continue
+            try:
+                rows.append(_claim(conn, plans[i], model.version))
+            except _Contended:
+                if not last:
+                    raise
+                rows.append(_unassigned(plans[i], model.version))
+        repo.insert_assignments(conn, rows)
+        stored = repo.assignments_of(conn, ids)
+    return schemas.RouteResponse(assignments=[_out(stored[i]) for i in ids])
+
+
+def _unassigned(plan: dict[str, Any], version: str) -> dict[str, Any]:
+    """The assignment row of a lead that no candidate rep could take."""
+    return {
+        "lead_id": str(plan["lead_id"]),
+        "rep_id": None,
+        "day": str(plan["day"]),
+        "probability": None,
+        "policy": "none",
+        "propensity": _float(plan.get("propensity")),
+        "reason": "every candidate rep reached its capacity for the day",
+        "alternatives": [
+            {"rep_id": str(a["rep_id"]), "probability": _float(a.get("probability"))}
+            for a in (plan.get("alternatives") or [])
+        ],
+        "model_version": version,
+    }

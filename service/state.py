@@ -1,0 +1,76 @@
+"""What the app holds while it runs: settings, engine, metrics, key cache and the model.
+
+One :class:`Runtime` lives in the lifespan state. The model is a :class:`Loaded` that is
+replaced whole on reload (a plain attribute assignment), never changed in place, so a
+request that picked up the old one finishes with it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from recommender.columns import Columns
+from recommender.pipeline import ModelBundle
+from service.config import Settings
+from service.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A loaded model folder and what the service derives from it once."""
+
+    bundle: ModelBundle
+    version: str
+    rep_ids: frozenset[str]
+
+    @classmethod
+    def of(cls, bundle: ModelBundle) -> Loaded:
+        """Wrap ``bundle`` (reads its version and rep ids).
+
+        Drops the ``attrs`` (row numbers for error messages) of the bundle's loaded
+        tables: pandas deep-copies ``attrs`` on every operation, which doubled the time
+        of routing one lead over 1,000 reps (workaround until the library drops them).
+        """
+        for table in (bundle.reps, bundle.accounts):
+            if table is not None:
+                table.attrs = {}
+        reps: pd.DataFrame = bundle.reps
+        return cls(bundle, str(bundle.version), frozenset(reps[Columns.REP].astype(str)))
+
+
+class KeyCache:
+    """Verified keys (by hash) with their role, trusted for ``ttl`` seconds."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._roles: dict[str, tuple[str, float]] = {}
+
+    def get(self, key_hash: str) -> str | None:
+        """The cached role of ``key_hash``, or ``None`` when absent or expired."""
+        hit = self._roles.get(key_hash)
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def put(self, key_hash: str, role: str) -> None:
+        """Remember that ``key_hash`` has ``role``."""
+        if len(self._roles) > 10_000:
+            self._roles.clear()
+        self._roles[key_hash] = (role, time.monotonic() + self.ttl)
+
+
+@dataclass
+class Runtime:
+    """The running service's state (one per app)."""
+
+    settings: Settings
+    engine: Engine
+    metrics: Metrics = field(default_factory=Metrics)
+    keys: KeyCache = field(default_factory=lambda: KeyCache(30.0))
+    model: Loaded | None = None
+    reload_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -1,0 +1,1 @@
+"""The SQL store: table models, engine and transactions, repository functions."""

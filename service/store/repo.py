@@ -1,0 +1,226 @@
+"""Repository functions: every SQL statement the service runs, on a given connection.
+
+The caller owns the transaction (``service.store.db.write_transaction`` or
+``read_transaction``); nothing here commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, exists, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from recommender.columns import Outcome
+from service.store.models import (
+    Assignment,
+    EventRow,
+    Lead,
+    OutcomeRow,
+    Rep,
+    RepDayLoad,
+    utcnow,
+)
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    """A dialect ``INSERT`` that supports ``ON CONFLICT`` (SQLite and PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def sync_reps(conn: Connection, reps: Iterable[tuple[str, int | None, bool]]) -> None:
+    """Add the model's reps ``(rep_id, capacity, active)`` the store does not know yet.
+
+    Reps already stored keep their stored capacity and flag (the store wins once a rep
+    is there, so changes made through the API survive a model reload).
+    """
+    rows = [{"rep_id": r, "capacity": c, "active": a, "updated_at": utcnow()} for r, c, a in reps]
+    if rows:
+        conn.execute(_insert(conn, Rep).values(rows).on_conflict_do_nothing())
+
+
+def rep_states(conn: Connection) -> dict[str, tuple[int | None, bool]]:
+    """Every stored rep: ``rep_id -> (capacity, active)``."""
+    rows = conn.execute(select(Rep.rep_id, Rep.capacity, Rep.active))
+    return {str(r): (None if c is None else int(c), bool(a)) for r, c, a in rows}
+
+
+def used_counts(conn: Connection, days: Sequence[str]) -> dict[tuple[str, str], int]:
+    """Leads already given to each rep on ``days``: ``{(rep_id, day): count}``."""
+    if not days:
+        return {}
+    rows = conn.execute(
+        select(RepDayLoad.rep_id, RepDayLoad.day, RepDayLoad.count).where(
+            RepDayLoad.day.in_(list(days))
+        )
+    )
+    return {(str(r), str(d)): int(n) for r, d, n in rows}
+
+
+def claim_capacity(conn: Connection, rep_id: str, day: str) -> bool:
+    """Take one unit of ``rep_id``'s capacity on ``day``; ``False`` if full or inactive.
+
+    One conditional ``UPDATE ... WHERE count < (the rep's stored capacity)``, reading
+    capacity and ``active`` in the same statement: atomic under concurrency on both
+    databases (the row lock makes a second writer re-check the condition).
+    """
+    conn.execute(
+        _insert(conn, RepDayLoad).values(rep_id=rep_id, day=day, count=0).on_conflict_do_nothing()
+    )
+    rep = select(Rep.rep_id).where(
+        Rep.rep_id == rep_id,
+        Rep.active.is_(True),
+        or_(Rep.capacity.is_(None), RepDayLoad.count < Rep.capacity),
+    )
+    result = conn.execute(
+        update(RepDayLoad)
+        .where(RepDayLoad.rep_id == rep_id, RepDayLoad.day == day, exists(rep))
+        .values(count=RepDayLoad.count + 1)
+    )
+    return bool(result.rowcount == 1)
+
+
+def reps_stamp(conn: Connection) -> tuple[Any, int]:
+    """``(latest updated_at, number of reps)``: changes whenever a rep row changes."""
+    row = conn.execute(select(func.max(Rep.updated_at), func.count()).select_from(Rep)).one()
+    return row[0], int(row[1])
+
+
+def claim_leads(conn: Connection, leads: Sequence[tuple[str, str, dict[str, Any]]]) -> set[str]:
+    """Insert ``(lead_id, day, record)`` rows; return the ids that were new.
+
+    A lead already stored (routed before, or by a concurrent request) is left as it is:
+    routing the same lead twice returns its first assignment and takes no capacity.
+    """
+    if not leads:
+        return set()
+    ids = [lead_id for lead_id, _, _ in leads]
+    before = set(conn.execute(select(Lead.lead_id).where(Lead.lead_id.in_(ids))).scalars().all())
+    now = utcnow()
+    fresh = [
+        {"lead_id": i, "day": d, "record": r, "received_at": now}
+        for i, d, r in leads
+        if i not in before
+    ]
+    new: set[str] = set()
+    for row in fresh:
+        result = conn.execute(_insert(conn, Lead).values(row).on_conflict_do_nothing())
+        if result.rowcount == 1:
+            new.add(str(row["lead_id"]))
+    return new
+
+
+def insert_assignments(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert assignment rows (keys: the ``assignments`` columns but ``id``)."""
+    if rows:
+        now = utcnow()
+        conn.execute(insert(Assignment), [{"assigned_at": now, **row} for row in rows])
+
+
+def assignments_of(conn: Connection, lead_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The stored assignments of ``lead_ids``: ``lead_id -> row as a dict``."""
+    if not lead_ids:
+        return {}
+    rows = conn.execute(select(Assignment).where(Assignment.lead_id.in_(list(lead_ids))))
+    return {row.lead_id: dict(row._mapping) for row in rows}
+
+
+def open_lead_records(conn: Connection, rep_id: str) -> list[dict[str, Any]]:
+    """The stored records of leads assigned to ``rep_id`` with no won/lost outcome."""
+    closed = exists().where(
+        OutcomeRow.lead_id == Assignment.lead_id,
+        OutcomeRow.rep_id == rep_id,
+        OutcomeRow.outcome.in_([Outcome.WON, Outcome.LOST]),
+    )
+    rows = conn.execute(
+        select(Lead.record)
+        .join(Assignment, Assignment.lead_id == Lead.lead_id)
+        .where(Assignment.rep_id == rep_id, ~closed)
+        .order_by(Lead.lead_id)
+    )
+    return [dict(r) for r in rows.scalars()]
+
+
+def missing_ids(conn: Connection, column: Any, ids: Iterable[str]) -> list[str]:
+    """The ids of ``ids`` (sorted) with no row whose ``column`` equals them."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    found = set(conn.execute(select(column).where(column.in_(wanted))).scalars().all())
+    return [i for i in wanted if i not in found]
+
+
+def upsert_outcomes(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Store outcomes: one row per (lead_id, rep_id); a repeat overwrites, never adds."""
+    now = utcnow()
+    for row in rows:
+        values = {
+            "lead_id": row["lead_id"],
+            "rep_id": row["rep_id"],
+            "outcome": row["outcome"],
+            "closed_at": row.get("closed_at"),
+            "value": row.get("value"),
+            "updated_at": now,
+        }
+        stmt = _insert(conn, OutcomeRow).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["lead_id", "rep_id"],
+            set_={k: stmt.excluded[k] for k in ("outcome", "closed_at", "value", "updated_at")},
+        )
+        conn.execute(stmt)
+
+
+def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append engagement events (keys: lead_id, event, at, weight)."""
+    if rows:
+        now = utcnow()
+        conn.execute(insert(EventRow), [{"received_at": now, **row} for row in rows])
+
+
+def outcome_of(conn: Connection, lead_id: str, rep_id: str) -> dict[str, Any] | None:
+    """The stored outcome of ``(lead_id, rep_id)`` or ``None``."""
+    row = conn.execute(
+        select(OutcomeRow).where(OutcomeRow.lead_id == lead_id, OutcomeRow.rep_id == rep_id)
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+def day_of(moment: datetime) -> str:
+    """``YYYY-MM-DD`` of a datetime (the unit of daily capacity)."""
+    return moment.strftime("%Y-%m-%d")
+
+
+def update_rep(conn: Connection, rep_id: str, capacity: int | None, active: bool) -> bool:
+    """Set a stored rep's capacity and flag; ``False`` when the store has no such rep.
+
+    ``updated_at`` moves strictly forward, so :func:`reps_stamp` always sees the change.
+    """
+    latest = conn.execute(select(func.max(Rep.updated_at))).scalar_one()
+    now = utcnow()
+    if latest is not None and now <= latest:
+        now = latest + timedelta(microseconds=1)
+    result = conn.execute(
+        update(Rep)
+        .where(Rep.rep_id == rep_id)
+        .values(capacity=capacity, active=active, updated_at=now)
+    )
+    return bool(result.rowcount == 1)
+
+
+def events_of(conn: Connection, lead_ids: Sequence[str]) -> list[tuple[str, str, datetime, float]]:
+    """Stored engagement events of ``lead_ids``: ``(lead_id, event, at, weight)``.
+
+    A missing weight reads as 1.0 (as in ``events.csv``).
+    """
+    if not lead_ids:
+        return []
+    rows = conn.execute(
+        select(EventRow.lead_id, EventRow.event, EventRow.at, EventRow.weight).where(
+            EventRow.lead_id.in_(list(lead_ids))
+        )
+    )
+    return [(str(i), str(e), a, 1.0 if w is None else float(w)) for i, e, a, w in rows]
