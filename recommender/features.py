@@ -2,6 +2,14 @@
 
 The affinity models and the ICP embedding take leads as rows of indicators, so that a
 brand-new lead is described by the same vocabulary as the training leads (cold start).
+
+A model that sums per-indicator factors (LightFM, the implicit engine) cannot express an
+effect of a *pair* of values ("this rep converts large software companies, not large
+retailers nor small software companies"). The encoder therefore also emits *crossed*
+indicators: for every pair of low-cardinality columns (at most ``cross_max_levels``
+levels each: kept categories, or numeric bins) one indicator per observed pair of
+values. The choice is generic (cardinality only, no labels, no knowledge of any segment
+definition); pairs seen fewer than ``min_count`` times fall into the pair's ``(other)``.
 """
 
 from __future__ import annotations
@@ -25,19 +33,34 @@ OTHER = "(other)"
 class FeatureEncoder:
     """One-hot encoder for categorical columns and quantile bins for numeric ones.
 
-    Every column contributes exactly one active indicator per row (its category, its bin,
-    ``(missing)`` or ``(other)``), so rows have equal weight whatever their values.
+    Every column, and every crossed pair of columns, contributes exactly one active
+    indicator per row (its category, its bin, its pair of levels, ``(missing)`` or
+    ``(other)``), so rows have equal weight whatever their values.
 
     Args:
         n_bins: quantile bins per numeric column.
-        min_count: categories seen fewer times are merged into ``(other)``.
+        min_count: categories (and crossed pairs) seen fewer times are merged into
+            ``(other)``.
         max_categories: at most this many categories are kept per column (most frequent).
+        cross_max_levels: columns with at most this many levels (kept categories, or
+            numeric bins) are crossed pairwise; 0 turns crosses off.
+        max_crosses: at most this many crossed pairs, those with the fewest combined
+            levels first (ties in column order).
     """
 
-    def __init__(self, n_bins: int = 5, min_count: int = 5, max_categories: int = 50) -> None:
+    def __init__(
+        self,
+        n_bins: int = 5,
+        min_count: int = 5,
+        max_categories: int = 50,
+        cross_max_levels: int = 0,
+        max_crosses: int = 66,
+    ) -> None:
         self.n_bins = n_bins
         self.min_count = min_count
         self.max_categories = max_categories
+        self.cross_max_levels = cross_max_levels
+        self.max_crosses = max_crosses
 
     def fit(self, frame: pd.DataFrame, specs: Sequence[FeatureSpec]) -> Self:
         """Learn the vocabulary of each numeric or categorical column of ``specs``."""
@@ -57,8 +80,37 @@ class FeatureEncoder:
                 self.columns_.append(
                     {"name": spec.name, "kind": "categorical", "values": [str(v) for v in keep]}
                 )
+        self.crosses_: list[dict[str, Any]] = []
+        self._index()
+        self.crosses_ = self._fit_crosses(frame)
         self._index()
         return self
+
+    def _levels(self, col: dict[str, Any]) -> int:
+        """Number of informative levels of a column (kept categories or numeric bins)."""
+        return len(col["edges"]) + 1 if col["kind"] == "numeric" else len(col["values"])
+
+    def _fit_crosses(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """Choose the crossed pairs and keep the pairs of levels seen ``min_count`` times."""
+        if self.cross_max_levels <= 0 or self.max_crosses <= 0:
+            return []
+        small = [
+            k
+            for k, col in enumerate(self.columns_)
+            if 2 <= self._levels(col) <= self.cross_max_levels
+        ]
+        pairs = sorted(
+            itertools.combinations(small, 2),
+            key=lambda ab: self._levels(self.columns_[ab[0]]) * self._levels(self.columns_[ab[1]]),
+        )[: self.max_crosses]
+        codes = self._local_codes(frame)
+        out = []
+        for a, b in sorted(pairs):
+            width = len(self._column_labels(self.columns_[b]))
+            pair = codes[a] * width + codes[b]
+            uniq, counts = np.unique(pair, return_counts=True)
+            out.append({"a": a, "b": b, "codes": uniq[counts >= self.min_count].tolist()})
+        return out
 
     def _index(self) -> None:
         self.labels_: list[str] = []
@@ -66,6 +118,18 @@ class FeatureEncoder:
         for col in self.columns_:
             self.offsets_.append(len(self.labels_))
             self.labels_.extend(self._column_labels(col))
+        self.cross_offsets_: list[int] = []
+        for cross in self.crosses_:
+            self.cross_offsets_.append(len(self.labels_))
+            self.labels_.extend(self._cross_labels(cross))
+
+    def _cross_labels(self, cross: dict[str, Any]) -> list[str]:
+        """Labels ``a = x & b = y`` of a crossed pair's kept codes, then its ``(other)``."""
+        la = self._column_labels(self.columns_[cross["a"]])
+        lb = self._column_labels(self.columns_[cross["b"]])
+        names = [f"{la[c // len(lb)]} & {lb[c % len(lb)]}" for c in cross["codes"]]
+        a, b = self.columns_[cross["a"]]["name"], self.columns_[cross["b"]]["name"]
+        return [*names, f"{a} & {b} = {OTHER}"]
 
     @staticmethod
     def _column_labels(col: dict[str, Any]) -> list[str]:
@@ -97,8 +161,27 @@ class FeatureEncoder:
         """
         self._check()
         n = len(frame)
+        codes = self._local_codes(frame)
+        cols = [idx + offset for idx, offset in zip(codes, self.offsets_)]
+        for cross, offset in zip(self.crosses_, self.cross_offsets_):
+            width = len(self._column_labels(self.columns_[cross["b"]]))
+            pair = codes[cross["a"]] * width + codes[cross["b"]]
+            kept = np.asarray(cross["codes"], dtype=np.int64)
+            pos = np.minimum(np.searchsorted(kept, pair), max(len(kept) - 1, 0))
+            hit = kept[pos] == pair if len(kept) else np.zeros(n, dtype=bool)
+            cols.append(np.where(hit, pos, len(kept)) + offset)
+        if not cols:
+            return sp.csr_matrix((n, 0), dtype=np.float32)
+        indices = np.stack(cols, axis=1).ravel().astype(np.int32)
+        indptr = np.arange(0, n * len(cols) + 1, len(cols), dtype=np.int32)
+        data = np.ones(indices.size, dtype=np.float32)
+        return sp.csr_matrix((data, indices, indptr), shape=(n, len(self.labels_)))
+
+    def _local_codes(self, frame: pd.DataFrame) -> list[np.ndarray]:
+        """Per column, each row's level index within that column's labels (int64)."""
+        n = len(frame)
         cols = []
-        for col, offset in zip(self.columns_, self.offsets_):
+        for col in self.columns_:
             name = col["name"]
             series = frame[name] if name in frame.columns else pd.Series([None] * n)
             if col["kind"] == "numeric":
@@ -114,13 +197,8 @@ class FeatureEncoder:
                     [k + 1 if v is None or v != v else vocab.get(str(v), k) for v in strings],
                     dtype=np.int64,
                 )
-            cols.append(idx + offset)
-        if not cols:
-            return sp.csr_matrix((n, 0), dtype=np.float32)
-        indices = np.stack(cols, axis=1).ravel().astype(np.int32)
-        indptr = np.arange(0, n * len(cols) + 1, len(cols), dtype=np.int32)
-        data = np.ones(indices.size, dtype=np.float32)
-        return sp.csr_matrix((data, indices, indptr), shape=(n, len(self.labels_)))
+            cols.append(np.asarray(idx, dtype=np.int64))
+        return cols
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fitted state as JSON-ready data."""
@@ -129,13 +207,26 @@ class FeatureEncoder:
             "n_bins": self.n_bins,
             "min_count": self.min_count,
             "max_categories": self.max_categories,
+            "cross_max_levels": self.cross_max_levels,
+            "max_crosses": self.max_crosses,
             "columns": self.columns_,
+            "crosses": self.crosses_,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureEncoder:
-        """Rebuild a fitted encoder from :meth:`to_dict` output."""
-        enc = cls(data["n_bins"], data["min_count"], data["max_categories"])
+        """Rebuild a fitted encoder from :meth:`to_dict` output.
+
+        Output of an older version (without crosses) loads as an encoder without crosses.
+        """
+        enc = cls(
+            data["n_bins"],
+            data["min_count"],
+            data["max_categories"],
+            cross_max_levels=data.get("cross_max_levels", 0),
+            max_crosses=data.get("max_crosses", 0),
+        )
         enc.columns_ = list(data["columns"])
+        enc.crosses_ = [dict(c) for c in data.get("crosses", [])]
         enc._index()
         return enc

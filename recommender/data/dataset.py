@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from recommender.columns import Columns, Role
@@ -77,27 +78,35 @@ class Dataset:
         exactly the columns ``feature_names`` (missing ones filled with NaN).
         """
         frame = self.leads if leads is None else leads
-        out = frame.reset_index(drop=True)
+        n = len(frame)
+        columns: dict[str, pd.Series | np.ndarray] = {
+            name: frame[name] for name in self.feature_names if name in frame.columns
+        }
         account_cols = [f.name for f in self.features if f.origin == "account"]
-        if account_cols and self.accounts is not None and Columns.ACCOUNT in out.columns:
+        if account_cols and self.accounts is not None and Columns.ACCOUNT in frame.columns:
             table = self.accounts.set_index(Columns.ACCOUNT)
-            renamed = {c: c for c in account_cols}
-            joined = table.reindex(out[Columns.ACCOUNT].to_numpy())[
-                [src for src in renamed if src in table.columns]
-            ]
-            joined.index = out.index
-            out = pd.concat([out.drop(columns=account_cols, errors="ignore"), joined], axis=1)
-        result = pd.DataFrame(index=out.index)
+            keys = frame[Columns.ACCOUNT].to_numpy()
+            present = [c for c in account_cols if c in table.columns]
+            joined = table[present].reindex(keys)
+            for name in present:
+                columns[name] = joined[name]
+        out: dict[str, np.ndarray | pd.Series] = {}
         for spec in self.features:
-            if spec.name in out.columns:
-                col = out[spec.name]
+            col = columns.get(spec.name)
+            if col is None:
+                values = np.full(n, np.nan if spec.role == Role.NUMERIC else None, dtype=object)
             else:
-                col = pd.Series(float("nan"), index=out.index)
+                values = np.asarray(col, dtype=object) if not isinstance(col, np.ndarray) else col
             if spec.role == Role.NUMERIC:
-                result[spec.name] = pd.to_numeric(col, errors="coerce").astype("float64")
+                out[spec.name] = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(
+                    dtype="float64", na_value=np.nan
+                )
             else:
-                result[spec.name] = col.astype("object").where(col.notna(), None)
-        return result
+                obj = np.array(values, dtype=object)
+                obj[pd.isna(obj)] = None
+                # an explicit object Series: pandas 3 would infer "str" and turn None into NaN
+                out[spec.name] = pd.Series(obj, dtype=object, copy=False)
+        return pd.DataFrame(out, index=pd.RangeIndex(n), columns=self.feature_names)
 
     def converted(self) -> pd.Series:
         """Return a boolean Series indexed by ``lead_id``: True where any outcome row is won."""

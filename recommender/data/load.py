@@ -79,7 +79,9 @@ def parse_leads(
     free = [c for c in out.columns if c not in LEAD_RESERVED]
     schema = Schema(roles=roles, missing=missing)
     full_roles = {c: roles.get(c) or infer_role(out[c], c, schema) for c in free}
-    return type_columns(out, free, full_roles, missing)
+    typed = type_columns(out, free, full_roles, missing)
+    typed.attrs = {}  # row numbers are only needed while parsing; pandas copies attrs often
+    return typed
 
 
 def _features(
@@ -142,6 +144,7 @@ def load_accounts(
         accounts[Columns.IS_CUSTOMER] = parse_bools(accounts, Columns.IS_CUSTOMER, default=None)
     free = [c for c in accounts.columns if c not in ACCOUNT_RESERVED]
     accounts = type_columns(accounts, free, roles, schema.missing)
+    accounts.attrs = {}
     return accounts, specs, leaky, roles
 
 
@@ -176,6 +179,7 @@ def load_reps(
     specs = [s for s in specs if s.role in (Role.NUMERIC, Role.CATEGORICAL)]
     free = [c for c in reps.columns if c not in REP_RESERVED]
     reps = type_columns(reps, free, roles, schema.missing)
+    reps.attrs = {}
     return reps, specs, roles
 
 
@@ -312,6 +316,9 @@ def load_dataset(folder: Path | str, *, accounts: Path | str | None = None) -> D
     for name in schema.roles:
         if name not in known:
             log.warning("schema.toml names column '%s', which no file has", name)
+    for table in (leads, acc, reps, outcomes, events):
+        if table is not None:
+            table.attrs = {}
     return Dataset(
         leads=leads.reset_index(drop=True),
         reps=reps.reset_index(drop=True) if reps is not None else None,

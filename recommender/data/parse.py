@@ -10,6 +10,8 @@ import pandas as pd
 from recommender.data.csvio import row_of
 from recommender.errors import DataError
 
+#: Timestamps are held in nanoseconds, which cover the years 1678-2261.
+MIN_YEAR, MAX_YEAR = 1678, 2261
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0"})
 
@@ -73,15 +75,19 @@ def parse_times(
         raise DataError("is empty", file=_file(frame), row=row_of(frame, pos), column=column)
     cleaned = values.where(~empty, None)
     parsed = pd.to_datetime(cleaned, format="ISO8601", utc=True, errors="coerce")
-    bad = parsed.isna().to_numpy() & ~empty
+    years = parsed.dt.year.to_numpy(dtype="float64", na_value=np.nan)
+    in_range = (years >= MIN_YEAR) & (years <= MAX_YEAR)
+    bad = (parsed.isna().to_numpy() | ~in_range) & ~empty
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"'{values.iloc[pos]}' is not an ISO 8601 date or datetime",
+            f"'{values.iloc[pos]}' is not an ISO 8601 date or datetime "
+            f"between {MIN_YEAR} and {MAX_YEAR}",
             file=_file(frame),
             row=row_of(frame, pos),
             column=column,
         )
+    parsed = parsed.where(~empty)
     return pd.Series(
         parsed.dt.tz_convert(None).astype("datetime64[ns]").to_numpy(), index=frame.index
     )

@@ -410,6 +410,10 @@ class RepAffinity:
         valid_fraction: share of rows held out to fit ``strength_``.
         min_z: z statistic ``strength / se`` required to keep a non-zero strength.
         refit: after fitting ``strength_``, refit the engine on all rows.
+        rescale: with ``refit``, scale ``strength_`` so that the refitted engine's
+            adjustment has the spread (standard deviation over the validation rows) of the
+            one the strength was fitted on: a refit on more rows changes the engine's
+            scale, and a strength fitted for one scale overshoots on the other.
     """
 
     def __init__(
@@ -424,6 +428,7 @@ class RepAffinity:
         valid_fraction: float = 0.2,
         min_z: float = 2.0,
         refit: bool = True,
+        rescale: bool = True,
     ) -> None:
         self.engine = engine
         self.shrinkage_prior = shrinkage_prior
@@ -434,6 +439,7 @@ class RepAffinity:
         self.valid_fraction = valid_fraction
         self.min_z = min_z
         self.refit = refit
+        self.rescale = rescale
 
     def _new_engine(self) -> AffinityModel:
         return make_engine(
@@ -490,6 +496,7 @@ class RepAffinity:
         tr, va = split_rows(len(r), self.valid_fraction, order, self.seed)
         report: dict[str, Any] = {"n_rows": len(r), "n_valid": len(va)}
         strength, z_stat = 0.0, 0.0
+        z = np.zeros(0)
         if len(va) >= 20 and len(tr) >= 20 and 0 < y[va].sum() < len(va) and y[tr].std() > 0:
             eng = self._new_engine().fit(r[tr], i[tr], y[tr], x, rep_features, n_reps=n_reps)
             k_tr = self._k(r[tr], x[i[tr]], y[tr], base[tr], n_reps)
@@ -514,6 +521,14 @@ class RepAffinity:
             r[fit_rows], x[i[fit_rows]], y[fit_rows], base[fit_rows], n_reps
         )
         self.shrink_ = self._shrink(self.counts_, self.k_)
+        if self.refit and self.rescale and strength > 0.0:
+            # The refitted engine (more rows) has another scale than the one the strength
+            # was fitted for: keep the spread of the validated adjustment instead.
+            full = self._rep_weights(self.engine_, self.shrink_)
+            z_full = np.einsum("ij,ij->i", self.engine_.lead_embeddings(x[i[va]]), full[r[va]])
+            if np.std(z_full) > 0:
+                strength *= float(np.std(z) / np.std(z_full))
+            report["rescaled_by"] = float(np.std(z) / max(np.std(z_full), 1e-300))
         self.strength_ = float(strength)
         self.rep_weights_ = (strength * self._rep_weights(self.engine_, self.shrink_)).astype(
             np.float32
@@ -661,6 +676,7 @@ class RepAffinity:
             "valid_fraction": self.valid_fraction,
             "min_z": self.min_z,
             "refit": self.refit,
+            "rescale": self.rescale,
         }
 
     def save(self, path: Path) -> None:

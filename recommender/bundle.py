@@ -1,0 +1,629 @@
+"""A trained model bundle: everything needed to score, rank, route and find lookalikes.
+
+A bundle is built by :func:`recommender.pipeline.train` and lives in a model folder::
+
+    manifest.json      format version, created_at, data fingerprint, versions, metrics
+    bundle.json        schema (roles, missing tokens), features, score scale, grade cuts
+    reps.csv           the reps (capacity, active, attributes) it was trained with
+    accounts.csv       the accounts it was trained with (joined onto leads by account_id)
+    rules.txt          routing eligibility rules, if the dataset had them
+    encoder.json       lead feature vocabulary; rep_encoder.json likewise for reps
+    engagement/        decayed engagement features
+    scorer/            the calibrated lead scorer
+    affinity/          the per-rep affinity model (absent without rep history)
+    lookalike/         the FAISS index of the ICP embedding
+
+External string ids are used at this boundary; integer indices live inside.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recommender import routing, rules
+from recommender.artifacts import FORMAT_VERSION, MANIFEST, read_json, read_manifest, write_json
+from recommender.columns import Columns, Files
+from recommender.config import TrainConfig
+from recommender.data.dataset import Dataset, FeatureSpec
+from recommender.data.load import load_accounts, load_reps, parse_leads
+from recommender.data.schema import Schema
+from recommender.errors import DataError, ModelFolderError, UnknownIdError
+from recommender.features import FeatureEncoder
+from recommender.lookalike import LookalikeIndex
+from recommender.models.affinity import RepAffinity
+from recommender.models.engagement import OTHER, PREFIX, RECENCY, TOTAL, EngagementModel
+from recommender.models.selection import LeadScorer
+from recommender.scoring import clip_probability, grade, logit, reasons, score_0_100, to_points
+
+
+class ModelBundle:
+    """The fitted models of one training run, with the operations users ask for.
+
+    Build one with :func:`recommender.pipeline.train`, or :meth:`load` a model folder.
+    All methods take leads as a typed frame (see :meth:`read_leads_csv` and
+    :meth:`leads_from_records`) and return frames keyed by the external ids.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: TrainConfig,
+        manifest: dict[str, Any],
+        schema: Schema,
+        features: Sequence[FeatureSpec],
+        rep_attributes: Sequence[FeatureSpec],
+        reps: pd.DataFrame | None,
+        accounts: pd.DataFrame | None,
+        engagement: EngagementModel,
+        scorer: LeadScorer,
+        base_rate: float,
+        grade_cuts: Sequence[float],
+        encoder: FeatureEncoder,
+        rep_encoder: FeatureEncoder | None,
+        affinity: RepAffinity | None,
+        model_reps: Sequence[str],
+        lookalike: LookalikeIndex | None,
+        lookalike_kind: str,
+        rules_text: str | None,
+    ) -> None:
+        self.config = config
+        self.manifest = manifest
+        self.schema = schema
+        self.features = tuple(features)
+        self.rep_attributes = tuple(rep_attributes)
+        self.reps = reps if reps is not None else _empty_reps()
+        self.accounts = accounts
+        self.engagement = engagement
+        self.scorer = scorer
+        self.base_rate = float(base_rate)
+        self.grade_cuts = [float(c) for c in grade_cuts]
+        self.encoder = encoder
+        self.rep_encoder = rep_encoder
+        self.affinity = affinity
+        self.model_reps = [str(r) for r in model_reps]
+        self.lookalike_index = lookalike
+        self.lookalike_kind = lookalike_kind
+        self.rules_text = rules_text
+        self.rules = rules.parse_rules(rules_text) if rules_text else []
+        self._rep_pos = {r: i for i, r in enumerate(self.model_reps)}
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def version(self) -> str:
+        """The model's version: its creation time and data fingerprint prefix."""
+        return str(self.manifest.get("version", "unknown"))
+
+    def _dataset(self, leads: pd.DataFrame) -> Dataset:
+        return Dataset(leads=leads, accounts=self.accounts, features=self.features)
+
+    def parse_leads(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """Validate and type a leads table of strings against this model's schema.
+
+        Raises:
+            DataError: a missing ``lead_id``/``created_at``, duplicate id, bad date, or a
+                bad value in a column ``schema.toml`` declared numeric.
+        """
+        return parse_leads(raw, self.schema.roles, self.schema.missing)
+
+    def read_leads_csv(self, path: Path | str) -> pd.DataFrame:
+        """Read and type a leads CSV file (the contract's ``leads.csv`` columns).
+
+        Raises:
+            DataError: naming file, row and column.
+        """
+        from recommender.data.csvio import read_csv_file
+
+        return self.parse_leads(read_csv_file(Path(path)))
+
+    def leads_from_records(self, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        """Type JSON lead objects exactly as the same cells of a CSV file would be.
+
+        Values may be strings, numbers, booleans or null. Errors name ``row`` as the
+        1-based position of the lead in ``records`` and the file ``leads``.
+
+        Raises:
+            DataError: a lead that is not an object, a nested value, or any
+                :meth:`parse_leads` error.
+        """
+        rows: list[dict[str, str]] = []
+        columns: dict[str, None] = {}
+        for i, rec in enumerate(records):
+            if not isinstance(rec, Mapping):
+                raise DataError("must be a JSON object", file="leads", row=i + 1)
+            row = {}
+            for key, value in rec.items():
+                row[str(key)] = _cell(value, i + 1, str(key))
+                columns[str(key)] = None
+            rows.append(row)
+        frame = pd.DataFrame(
+            [[r.get(c, "") for c in columns] for r in rows], columns=list(columns), dtype=object
+        )
+        frame.attrs["file"] = "leads"
+        frame.attrs["rows"] = list(range(1, len(rows) + 1))
+        return self.parse_leads(frame)
+
+    def _as_of(self, leads: pd.DataFrame, as_of: pd.Timestamp | None) -> np.ndarray:
+        created = leads[Columns.CREATED].to_numpy(dtype="datetime64[ns]")
+        if as_of is not None:
+            return np.full(len(leads), np.datetime64(pd.Timestamp(as_of).to_datetime64()))
+        horizon = np.timedelta64(int(self.config.horizon_days * 86400), "s")
+        now = np.datetime64(pd.Timestamp.now("UTC").tz_convert(None).to_datetime64())
+        return np.minimum(created + horizon, now)
+
+    def model_inputs(
+        self,
+        leads: pd.DataFrame,
+        events: pd.DataFrame | None = None,
+        as_of: pd.Timestamp | np.ndarray | None = None,
+    ) -> pd.DataFrame:
+        """Return the scorer's input frame: lead and account features plus engagement.
+
+        Args:
+            leads: typed leads.
+            events: engagement events (``lead_id``, ``event``, ``at``, ``weight``) or None.
+            as_of: one timestamp, one per lead, or None for ``created_at`` plus the horizon
+                (never later than now). Only events strictly before it count.
+        """
+        frame = self._dataset(leads).feature_frame()
+        return self._with_engagement(leads, frame, events, as_of)
+
+    def _with_engagement(
+        self,
+        leads: pd.DataFrame,
+        frame: pd.DataFrame,
+        events: pd.DataFrame | None,
+        as_of: pd.Timestamp | np.ndarray | None,
+    ) -> pd.DataFrame:
+        if isinstance(as_of, np.ndarray):
+            when = as_of.astype("datetime64[ns]")
+        else:
+            when = self._as_of(leads, as_of)
+        eng = self.engagement.transform(
+            events if events is not None else empty_events(),
+            leads[Columns.LEAD].astype(str).tolist(),
+            when,
+        )
+        eng.index = frame.index
+        return pd.concat([frame, eng], axis=1)
+
+    def with_accounts(self, path: Path | str) -> ModelBundle:
+        """Return a copy of this bundle that joins leads onto a newer ``accounts.csv``.
+
+        Raises:
+            DataError: the file breaks the contract.
+        """
+        import copy
+
+        table, _, _, _ = load_accounts(Path(path).parent, self.schema, set(), Path(path))
+        clone = copy.copy(self)
+        clone.accounts = table
+        return clone
+
+    # ------------------------------------------------------------------ lead score
+    def score(
+        self,
+        leads: pd.DataFrame,
+        events: pd.DataFrame | None = None,
+        as_of: pd.Timestamp | None = None,
+        *,
+        n_reasons: int = 3,
+    ) -> pd.DataFrame:
+        """Score leads: calibrated probability, 0-100 score, grade, fit and engagement.
+
+        Returns a frame with ``lead_id``, ``probability`` (strictly inside (0, 1)),
+        ``score`` (0-100 points: 50 = average odds, +20 points doubles the odds),
+        ``grade`` (A-D), ``reasons`` (list of strings, biggest effect first), ``fit`` and
+        ``engagement`` (0-100 points each, from the fit and the engagement factors alone).
+        """
+        return self._score_inputs(leads, self.model_inputs(leads, events, as_of), n_reasons)
+
+    def _score_inputs(self, leads: pd.DataFrame, X: pd.DataFrame, n_reasons: int) -> pd.DataFrame:
+        p = clip_probability(self.scorer.predict_proba(X))
+        contrib = np.asarray(self.scorer.explain(X), dtype=float)
+        names = list(self.scorer.feature_names_)
+        eng_names = set(self.engagement.feature_names_)
+        is_eng = np.array([n in eng_names for n in names], dtype=bool)
+        fit_pts = 50 + to_points(contrib[:, ~is_eng].sum(axis=1))
+        eng_pts = 50 + to_points(contrib[:, is_eng].sum(axis=1)) if is_eng.any() else None
+        values = X.reindex(columns=names).astype(object).to_numpy().tolist()
+        labels = [_label(n) for n in names]
+        return pd.DataFrame(
+            {
+                Columns.LEAD: leads[Columns.LEAD].to_numpy(),
+                "probability": p,
+                "score": score_0_100(p, self.base_rate),
+                "grade": grade(p, self.grade_cuts),
+                "reasons": reasons(contrib, labels, values, top=n_reasons),
+                "fit": np.clip(np.rint(fit_pts), 0, 100).astype(int),
+                "engagement": (
+                    np.clip(np.rint(eng_pts), 0, 100).astype(int)
+                    if eng_pts is not None
+                    else np.full(len(p), 50)
+                ),
+            }
+        )
+
+    # ------------------------------------------------------------------ per rep
+    def lead_matrix(self, leads: pd.DataFrame, frame: pd.DataFrame | None = None) -> sp.csr_matrix:
+        """Return the sparse indicator rows of ``leads`` (the affinity models' input).
+
+        ``frame`` may pass the leads' feature frame when the caller already built it.
+        """
+        return self.encoder.transform(
+            frame if frame is not None else self._dataset(leads).feature_frame()
+        )
+
+    def rep_probabilities(
+        self,
+        leads: pd.DataFrame,
+        rep_ids: Sequence[str] | None = None,
+        events: pd.DataFrame | None = None,
+        *,
+        base_probability: np.ndarray | None = None,
+        frame: pd.DataFrame | None = None,
+    ) -> np.ndarray:
+        """Return P(won | lead, rep) as an (n_leads, n_reps) matrix.
+
+        Reps unknown to the affinity model (new reps, or no rep history at all) get the
+        global lead probability.
+        """
+        ids = list(self.model_reps if rep_ids is None else rep_ids)
+        if base_probability is None:
+            base_probability = clip_probability(
+                self.scorer.predict_proba(self.model_inputs(leads, events))
+            )
+        base = logit(base_probability)
+        out = np.repeat(clip_probability(base_probability)[:, None], len(ids), axis=1)
+        if self.affinity is None or not ids:
+            return out
+        known = [(j, self._rep_pos[r]) for j, r in enumerate(ids) if r in self._rep_pos]
+        if known:
+            cols, model_cols = (np.array(v) for v in zip(*known))
+            adj = self.affinity.predict_logit_adjustment(self.lead_matrix(leads, frame))
+            z = base[:, None] + adj[:, model_cols]
+            out[:, cols] = clip_probability(1.0 / (1.0 + np.exp(-z)))
+        return out
+
+    def rep_uncertainty(
+        self, leads: pd.DataFrame, rep_ids: Sequence[str], frame: pd.DataFrame | None = None
+    ) -> np.ndarray | None:
+        """Return the std of each (lead, rep) logit adjustment, or None without a model."""
+        if self.affinity is None:
+            return None
+        matrix = self.lead_matrix(leads, frame)
+        unc = np.asarray(self.affinity.uncertainty(matrix), dtype=float)
+        out = np.full((len(leads), len(rep_ids)), float(np.max(unc)) if unc.size else 1.0)
+        for j, r in enumerate(rep_ids):
+            if r in self._rep_pos:
+                out[:, j] = unc[:, self._rep_pos[r]]
+        return out
+
+    def recommend(
+        self,
+        rep_id: str,
+        leads: pd.DataFrame,
+        k: int = 10,
+        events: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        """Return ``rep_id``'s top ``k`` leads of ``leads``, best first.
+
+        Columns: ``lead_id``, ``probability`` (P(won | lead, this rep)), ``reasons``.
+
+        Raises:
+            UnknownIdError: ``rep_id`` is not one of the model's reps.
+        """
+        known = set(self.reps[Columns.REP]) | set(self.model_reps)
+        if rep_id not in known:
+            raise UnknownIdError("rep", rep_id)
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        frame = self._dataset(leads).feature_frame()
+        scored = self._score_inputs(leads, self._with_engagement(leads, frame, events, None), 3)
+        prob = self.rep_probabilities(
+            leads,
+            [rep_id],
+            events,
+            base_probability=scored["probability"].to_numpy(),
+            frame=frame,
+        )[:, 0]
+        order = np.argsort(-prob, kind="stable")[:k]
+        return pd.DataFrame(
+            {
+                Columns.LEAD: leads[Columns.LEAD].to_numpy()[order],
+                "probability": prob[order],
+                "reasons": [scored["reasons"].iloc[i] for i in order],
+            }
+        ).reset_index(drop=True)
+
+    # ------------------------------------------------------------------ routing
+    def route(
+        self,
+        leads: pd.DataFrame,
+        *,
+        reps: pd.DataFrame | None = None,
+        used: Mapping[tuple[str, str], int] | None = None,
+        events: pd.DataFrame | None = None,
+        seed: int = 0,
+        explore: float = 0.0,
+        holdout: float = 0.0,
+        n_alternatives: int = 3,
+    ) -> pd.DataFrame:
+        """Assign each lead to one rep, within capacity, activity and eligibility rules.
+
+        Args:
+            leads: typed leads; a lead's day is the date of its ``created_at``.
+            reps: reps to route to (default: the model's); ``capacity`` is the most new
+                leads a rep takes a day (missing = unlimited), only ``active`` reps route.
+            used: leads already assigned per ``(rep_id, "YYYY-MM-DD")``.
+            seed: seed of the exploration and holdout draws.
+            explore: share of leads routed by Thompson sampling over the affinity.
+            holdout: share of leads routed uniformly at random among eligible reps.
+            n_alternatives: how many runner-up reps to list per lead.
+
+        Returns:
+            ``lead_id``, ``rep_id`` (None where no rep could take the lead), ``probability``,
+            ``policy``, ``propensity``, ``reason``, ``day``, ``alternatives``.
+        """
+        table = self.reps if reps is None else reps
+        rep_ids = [str(r) for r in table[Columns.REP]]
+        n = len(leads)
+        frame = self._dataset(leads).feature_frame()
+        X = self._with_engagement(leads, frame, events, None)
+        scored_p = clip_probability(self.scorer.predict_proba(X))
+        prob = self.rep_probabilities(
+            leads, rep_ids, events, base_probability=scored_p, frame=frame
+        )
+        created = leads[Columns.CREATED].to_numpy(dtype="datetime64[ns]")
+        day_keys = routing.days_since_epoch(created)
+        days = [routing.default_day_label(int(d)) for d in day_keys]
+        capacity = table[Columns.CAPACITY].astype("Float64").fillna(-1).to_numpy(dtype=float)
+        active = table[Columns.ACTIVE].astype(bool).to_numpy()
+        eligible = why = None
+        if self.rules and rep_ids:
+            both = pd.concat([leads.reset_index(drop=True), frame], axis=1)
+            both = both.loc[:, ~both.columns.duplicated()]
+            eligible, why = rules.explain(
+                self.rules, both, table.reset_index(drop=True), among=active
+            )
+        used_map: dict[tuple[int, int], int] = {}
+        if used:
+            rep_pos = {r: j for j, r in enumerate(rep_ids)}
+            label_key = {lab: int(k) for lab, k in zip(days, day_keys)}
+            for (rep, day), count in used.items():
+                if rep in rep_pos and day in label_key:
+                    key = (label_key[day], rep_pos[rep])
+                    used_map[key] = used_map.get(key, 0) + int(count)
+        uncertainty = self.rep_uncertainty(leads, rep_ids, frame) if explore > 0 else None
+        if rep_ids:
+            result = routing.route(
+                prob,
+                day=day_keys,
+                capacity=np.where(capacity < 0, -1, capacity).astype(np.int64),
+                active=active,
+                eligible=eligible,
+                used=used_map,
+                uncertainty=uncertainty,
+                explore=explore,
+                holdout=holdout,
+                seed=seed,
+                eligible_why=why,
+            )
+            chosen = result.rep_index
+            policy, propensity, reason = result.policy, result.propensity, result.reason
+        else:
+            chosen = np.full(n, -1)
+            policy = np.full(n, "none")
+            propensity = np.zeros(n)
+            reason = ["no reps in the model or the reps file"] * n
+        rows = []
+        for i in range(n):
+            j = int(chosen[i])
+            alt_order = [a for a in np.argsort(-prob[i], kind="stable") if a != j and active[a]]
+            rows.append(
+                {
+                    Columns.LEAD: leads[Columns.LEAD].iloc[i],
+                    Columns.REP: rep_ids[j] if j >= 0 else None,
+                    "probability": float(prob[i, j]) if j >= 0 else float(scored_p[i]),
+                    "policy": str(policy[i]),
+                    "propensity": float(propensity[i]),
+                    "reason": reason[i],
+                    "day": days[i],
+                    "alternatives": [
+                        {Columns.REP: rep_ids[a], "probability": float(prob[i, a])}
+                        for a in alt_order[:n_alternatives]
+                    ],
+                }
+            )
+        out = pd.DataFrame(rows)
+        for col in (Columns.REP, "reason"):
+            if col in out.columns:
+                out[col] = pd.Series(
+                    [None if pd.isna(v) else v for v in out[col]], index=out.index, dtype=object
+                )
+        return out
+
+    # ------------------------------------------------------------------ lookalikes
+    def lookalike(
+        self, seeds: Sequence[str], k: int = 100, *, exclude_customers: bool = False
+    ) -> pd.DataFrame:
+        """Return the ``k`` accounts (or leads) nearest the seeds, seeds excluded.
+
+        Columns: ``id``, ``similarity`` (cosine in the ICP embedding, best first).
+
+        Raises:
+            UnknownIdError: a seed the model has not indexed.
+            ModelFolderError: the model has no lookalike index.
+        """
+        if self.lookalike_index is None:
+            raise ModelFolderError("this model has no lookalike index")
+        exclude = None
+        if exclude_customers and self.accounts is not None and self.lookalike_kind == "account":
+            cust = (
+                self.accounts.set_index(Columns.ACCOUNT)[Columns.IS_CUSTOMER]
+                if (Columns.IS_CUSTOMER in self.accounts.columns)
+                else None
+            )
+            if cust is not None:
+                ids = self.lookalike_index.ids_
+                exclude = cust.reindex(ids).fillna(False).astype(bool).to_numpy()
+        found = self.lookalike_index.query(list(seeds), k, exclude=exclude)
+        return pd.DataFrame(found, columns=["id", "similarity"])
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: Path) -> None:
+        """Write every component into ``folder`` (an existing, empty folder).
+
+        Use :func:`recommender.pipeline.save_bundle` to write atomically.
+        """
+        write_json(
+            folder / "bundle.json",
+            {
+                "config": self.config.to_dict(),
+                "schema": self.schema.to_dict(),
+                "features": [vars(f) for f in self.features],
+                "rep_attributes": [vars(f) for f in self.rep_attributes],
+                "base_rate": self.base_rate,
+                "grade_cuts": self.grade_cuts,
+                "model_reps": self.model_reps,
+                "lookalike_kind": self.lookalike_kind,
+            },
+        )
+        self.reps.to_csv(folder / Files.REPS, index=False)
+        if self.accounts is not None:
+            self.accounts.to_csv(folder / Files.ACCOUNTS, index=False)
+        if self.rules_text:
+            (folder / "rules.txt").write_text(self.rules_text)
+        write_json(folder / "encoder.json", self.encoder.to_dict())
+        if self.rep_encoder is not None:
+            write_json(folder / "rep_encoder.json", self.rep_encoder.to_dict())
+        for name, part in (
+            ("engagement", self.engagement),
+            ("scorer", self.scorer),
+            ("affinity", self.affinity),
+            ("lookalike", self.lookalike_index),
+        ):
+            if part is not None:
+                (folder / name).mkdir()
+                part.save(folder / name)
+        write_json(folder / MANIFEST, self.manifest)
+
+    @classmethod
+    def load(cls, folder: Path | str) -> ModelBundle:
+        """Load a model folder written by :func:`recommender.pipeline.train`.
+
+        Raises:
+            ModelFolderError: the folder is missing, incomplete, or of another format.
+        """
+        root = Path(folder)
+        manifest = read_manifest(root)
+        meta = read_json(root / "bundle.json")
+        try:
+            schema = Schema.from_dict(meta["schema"])
+            features = [FeatureSpec(**f) for f in meta["features"]]
+            rep_specs = [FeatureSpec(**f) for f in meta["rep_attributes"]]
+            reps, _, _ = load_reps(root, schema)
+            accounts, _, _, _ = load_accounts(root, schema, set())
+            rep_enc = root / "rep_encoder.json"
+            bundle = cls(
+                config=TrainConfig.from_dict(meta["config"]),
+                manifest=manifest,
+                schema=schema,
+                features=features,
+                rep_attributes=rep_specs,
+                reps=reps,
+                accounts=accounts,
+                engagement=EngagementModel.load(root / "engagement"),
+                scorer=LeadScorer.load(root / "scorer"),
+                base_rate=meta["base_rate"],
+                grade_cuts=meta["grade_cuts"],
+                encoder=FeatureEncoder.from_dict(read_json(root / "encoder.json")),
+                rep_encoder=FeatureEncoder.from_dict(read_json(rep_enc))
+                if rep_enc.is_file()
+                else None,
+                affinity=RepAffinity.load(root / "affinity")
+                if (root / "affinity").is_dir()
+                else None,
+                model_reps=meta["model_reps"],
+                lookalike=LookalikeIndex.load(root / "lookalike")
+                if (root / "lookalike").is_dir()
+                else None,
+                lookalike_kind=meta["lookalike_kind"],
+                rules_text=(root / "rules.txt").read_text()
+                if (root / "rules.txt").is_file()
+                else None,
+            )
+        except ModelFolderError:
+            raise
+        except (KeyError, TypeError, ValueError, OSError, DataError) as exc:
+            raise ModelFolderError(
+                f"model folder '{root}' is incomplete or damaged: {exc}"
+            ) from exc
+        return bundle
+
+
+def _empty_reps() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            Columns.REP: pd.Series([], dtype=object),
+            Columns.CAPACITY: pd.array([], dtype="Int64"),
+            Columns.ACTIVE: pd.Series([], dtype=bool),
+        }
+    )
+
+
+def _cell(value: Any, row: int, column: str) -> str:
+    """Render a JSON value as the CSV cell it stands for."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise DataError("must be a finite number", file="leads", row=row, column=column)
+        return repr(value)
+    if isinstance(value, str):
+        return value.strip()
+    raise DataError(
+        f"must be a string or a number, not {json.dumps(value)[:40]}",
+        file="leads",
+        row=row,
+        column=column,
+    )
+
+
+def _label(name: str) -> str:
+    """Readable label of a scorer input column."""
+    if name == TOTAL:
+        return "Engagement (decayed)"
+    if name == RECENCY:
+        return "Days since last activity"
+    if name == OTHER:
+        return "Recent other activity"
+    if name.startswith(PREFIX):
+        return f"Recent {name[len(PREFIX) :].replace('_', ' ')} activity"
+    return name
+
+
+def empty_events() -> pd.DataFrame:
+    """Return an events table with no rows (for leads scored without engagement data)."""
+    return pd.DataFrame(
+        {
+            Columns.LEAD: pd.Series([], dtype=object),
+            Columns.EVENT: pd.Series([], dtype=object),
+            Columns.AT: pd.Series([], dtype="datetime64[ns]"),
+            Columns.WEIGHT: pd.Series([], dtype="float64"),
+        }
+    )
+
+
+__all__ = ["FORMAT_VERSION", "ModelBundle"]

@@ -1,0 +1,290 @@
+"""``leadrank evaluate``: train before a split time, measure on the leads created after it.
+
+How leakage is avoided: every model is fitted on the leads created before ``T`` only (with
+the outcomes the files give them, as the contract prescribes); the model choice and the
+calibration use a time-ordered slice of that window, never the test leads. A test lead's
+engagement is counted as of ``created_at`` plus the horizon, never after its outcome
+closed: the same rule as in training.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recommender.bundle import ModelBundle, empty_events
+from recommender.columns import Columns, Outcome
+from recommender.config import TrainConfig
+from recommender.data.dataset import Dataset
+from recommender.data.load import load_dataset
+from recommender.evaluation import metrics as M
+from recommender.evaluation.report import leakage_warnings, to_jsonable, validate_contract_json
+from recommender.models.affinity import placebo_gain
+from recommender.pipeline import (
+    Progress,
+    fit_bundle,
+    interactions,
+    lead_labels,
+    restrict,
+    training_as_of,
+)
+from recommender.scoring import clip_probability, grade, logit
+
+RECENT_DAYS = 60
+
+
+def _test_part(ds: Dataset, split: pd.Timestamp) -> Dataset:
+    keep = ds.leads[Columns.CREATED].to_numpy() >= np.datetime64(split)
+    leads = ds.leads.loc[keep].reset_index(drop=True)
+    ids = set(leads[Columns.LEAD])
+    outcomes = (
+        None
+        if ds.outcomes is None
+        else ds.outcomes.loc[ds.outcomes[Columns.LEAD].isin(ids)].reset_index(drop=True)
+    )
+    events = (
+        None
+        if ds.events is None
+        else ds.events.loc[ds.events[Columns.LEAD].isin(ids)].reset_index(drop=True)
+    )
+    return Dataset(
+        leads=leads,
+        reps=ds.reps,
+        outcomes=outcomes,
+        events=events,
+        accounts=ds.accounts,
+        features=ds.features,
+    )
+
+
+def lead_score_part(
+    bundle: ModelBundle, train: Dataset, test: Dataset, p_train: np.ndarray
+) -> dict[str, Any]:
+    """Metrics of the global lead score on the test leads whose fate is known."""
+    y_all = lead_labels(test)
+    known = ~np.isnan(y_all)
+    as_of = training_as_of(test, bundle.config.horizon_days)
+    X = bundle.model_inputs(test.leads, test.events, as_of)
+    p = clip_probability(bundle.scorer.predict_proba(X))[known]
+    y = y_all[known]
+    created = test.leads[Columns.CREATED].to_numpy(dtype="datetime64[ns]")[known]
+    out: dict[str, Any] = {"n": int(known.sum())}
+    out.update(
+        M.binary_metrics(y, p)
+        if y.size
+        else {"auc": None, "average_precision": None, "log_loss": None, "brier": None}
+    )
+    has_pos = y.size > 0 and y.sum() > 0
+    out["gains"] = M.gains(y, p) if has_pos else {"0.1": None, "0.2": None, "0.3": None}
+    out["gains_arrival_order"] = (
+        M.gains_in_order(y, created.astype(np.int64))
+        if has_pos
+        else {"0.1": None, "0.2": None, "0.3": None}
+    )
+    if y.size:
+        out["calibration"] = M.calibration_table(y, p)
+        out["grades"] = M.grade_table(y, grade(p, bundle.grade_cuts))
+        out["psi"] = M.psi(p_train, clip_probability(bundle.scorer.predict_proba(X)))
+    out["base_rate_train"] = bundle.base_rate
+    out["grade_cuts"] = bundle.grade_cuts
+    return out
+
+
+def rep_ranking_part(
+    bundle: ModelBundle, train: Dataset, test: Dataset, split: pd.Timestamp, seed: int
+) -> dict[str, Any] | None:
+    """Rank of the winning rep among the reps seen in training, with baselines."""
+    if train.outcomes is None or test.outcomes is None or train.reps is None:
+        return None
+    seen = sorted(set(train.outcomes[Columns.REP].dropna()))
+    if not seen:
+        return None
+    pos = {r: i for i, r in enumerate(seen)}
+    won = test.outcomes.loc[
+        (test.outcomes[Columns.OUTCOME] == Outcome.WON) & test.outcomes[Columns.REP].isin(pos)
+    ].drop_duplicates(subset=[Columns.LEAD])
+    lead_pos = pd.Series(np.arange(len(test.leads)), index=test.leads[Columns.LEAD].to_numpy())
+    rows = lead_pos.reindex(won[Columns.LEAD].to_numpy()).to_numpy().astype(np.int64)
+    truth = np.array([pos[r] for r in won[Columns.REP]], dtype=np.int64)
+    out: dict[str, Any] = {"n_reps": len(seen)}
+    if rows.size == 0:
+        empty = M.ranking_metrics(np.zeros(0))
+        out.update(empty)
+        out["baselines"] = {"random": empty, "popularity": empty, "recent_popularity": empty}
+        return out
+    leads = test.leads.iloc[rows].reset_index(drop=True)
+    as_of = training_as_of(test, bundle.config.horizon_days)[rows]
+    base = clip_probability(
+        bundle.scorer.predict_proba(bundle.model_inputs(leads, test.events, as_of))
+    )
+    scores = bundle.rep_probabilities(leads, seen, base_probability=base)
+    out.update(M.ranking_metrics(M.rank_of(truth, scores, seed=seed)))
+    o = train.outcomes
+    wins = o.loc[(o[Columns.OUTCOME] == Outcome.WON) & o[Columns.REP].isin(pos)]
+    win_idx = np.array([pos[r] for r in wins[Columns.REP]], dtype=np.int64)
+    pop = M.popularity_scores(win_idx, len(seen))
+    created = train.leads.set_index(Columns.LEAD)[Columns.CREATED]
+    when = created.reindex(wins[Columns.LEAD].to_numpy()).to_numpy()
+    recent = when >= np.datetime64(split - timedelta(days=RECENT_DAYS))
+    rpop = M.popularity_scores(win_idx[recent], len(seen))
+    n = rows.size
+    out["baselines"] = {
+        "random": M.random_baseline_ranking(len(seen), n),
+        "popularity": M.ranking_metrics(M.rank_of(truth, np.tile(pop, (n, 1)), seed=seed)),
+        "recent_popularity": M.ranking_metrics(M.rank_of(truth, np.tile(rpop, (n, 1)), seed=seed)),
+    }
+    return out
+
+
+def win_probability_part(
+    bundle: ModelBundle, train: Dataset, test: Dataset
+) -> dict[str, Any] | None:
+    """P(won | lead, rep) on test outcome rows that name a rep and are closed."""
+    if test.outcomes is None or test.reps is None:
+        return None
+    o = test.outcomes
+    rows = o.loc[o[Columns.REP].notna() & o[Columns.OUTCOME].isin([Outcome.WON, Outcome.LOST])]
+    if rows.empty:
+        return None
+    lead_pos = pd.Series(np.arange(len(test.leads)), index=test.leads[Columns.LEAD].to_numpy())
+    li = lead_pos.reindex(rows[Columns.LEAD].to_numpy()).to_numpy().astype(np.int64)
+    uniq, inv = np.unique(li, return_inverse=True)
+    leads = test.leads.iloc[uniq].reset_index(drop=True)
+    reps = sorted(set(rows[Columns.REP]))
+    rp = {r: j for j, r in enumerate(reps)}
+    as_of = training_as_of(test, bundle.config.horizon_days)[uniq]
+    base = clip_probability(
+        bundle.scorer.predict_proba(bundle.model_inputs(leads, test.events, as_of))
+    )
+    mat = bundle.rep_probabilities(leads, reps, base_probability=base)
+    p = mat[inv, [rp[r] for r in rows[Columns.REP]]]
+    y = (rows[Columns.OUTCOME].to_numpy() == Outcome.WON).astype(float)
+    out: dict[str, Any] = {"n": int(y.size)}
+    bm = M.binary_metrics(y, p)
+    out.update({k: bm.get(k) for k in ("auc", "log_loss", "brier", "average_precision")})
+    out["auc_global_score_only"] = M.binary_metrics(y, base[inv]).get("auc")
+    tr = train.outcomes
+    if tr is not None:
+        closed = tr.loc[
+            tr[Columns.REP].notna() & tr[Columns.OUTCOME].isin([Outcome.WON, Outcome.LOST])
+        ]
+        if len(closed):
+            rate = float((closed[Columns.OUTCOME] == Outcome.WON).mean())
+            out["train_win_rate"] = rate
+            out["log_loss_constant"] = M.constant_log_loss(y, rate)
+            out["brier_constant"] = float(np.mean((y - rate) ** 2))
+    return out
+
+
+def placebo_part(bundle: ModelBundle, train: Dataset, seed: int) -> dict[str, Any] | None:
+    """Real per-rep gain next to a rep-permuted placebo, on a time-ordered slice."""
+    if bundle.affinity is None or train.reps is None:
+        return None
+    rep_ids = list(bundle.model_reps)
+    r, li, label = interactions(train, rep_ids)
+    as_of = training_as_of(train, bundle.config.horizon_days)
+    X = bundle.model_inputs(train.leads, train.events, as_of)
+    base = logit(clip_probability(bundle.scorer.predict_proba(X)))
+    order = train.leads[Columns.CREATED].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    rep_matrix = (
+        bundle.rep_encoder.transform(train.reps) if bundle.rep_encoder is not None else None
+    )
+    result = placebo_gain(
+        bundle.affinity,
+        r,
+        li,
+        label,
+        base[li],
+        bundle.lead_matrix(train.leads),
+        rep_matrix,
+        n_reps=len(rep_ids),
+        order=order[li],
+        seed=seed,
+    )
+    result["metric"] = "validation log-loss gain over the global score (nats per row)"
+    return result
+
+
+def evaluate(
+    data: Dataset | Path | str,
+    split_time: pd.Timestamp | str,
+    *,
+    config: TrainConfig | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train on leads created before ``split_time`` and evaluate on the rest.
+
+    Returns the contract's JSON (``split_time``, ``n_train_leads``, ``n_test_leads``,
+    ``lead_score``, ``rep_ranking``, ``win_probability``) plus readiness, warnings and
+    the placebo check; parts the data cannot tell are ``None``.
+
+    Raises:
+        DataError: bad data, or no training lead with a known outcome.
+    """
+    cfg = config or TrainConfig()
+    say = progress or (lambda _m: None)
+    ds = data if isinstance(data, Dataset) else load_dataset(data)
+    split = pd.Timestamp(split_time)
+    split = split.tz_convert(None) if split.tzinfo is not None else split
+    train = restrict(ds, split)
+    test = _test_part(ds, split)
+    bundle = fit_bundle(train, config=cfg, progress=say)
+    say("measuring")
+    as_of = training_as_of(train, cfg.horizon_days)
+    p_train = clip_probability(
+        bundle.scorer.predict_proba(
+            bundle.model_inputs(
+                train.leads, train.events if train.events is not None else empty_events(), as_of
+            )
+        )
+    )
+    report = bundle.scorer.report_
+    aucs = report.get("single_column_auc") or {}
+    result: dict[str, Any] = {
+        "split_time": split.isoformat(),
+        "n_train_leads": len(train.leads),
+        "n_test_leads": len(test.leads),
+        "lead_score": None,
+        "rep_ranking": None,
+        "win_probability": None,
+        "ready": report.get("ready"),
+        "model": {"chosen": report.get("chosen"), "validation": report.get("candidates")},
+        "warnings": leakage_warnings(aucs),
+    }
+    if len(test.leads):
+        result["lead_score"] = lead_score_part(bundle, train, test, p_train)
+        result["rep_ranking"] = rep_ranking_part(bundle, train, test, split, cfg.seed)
+        result["win_probability"] = win_probability_part(bundle, train, test)
+    if result["lead_score"] is None:
+        nulls: dict[str, Any] = {k: None for k in ("auc", "average_precision", "log_loss", "brier")}
+        nulls["gains"] = {"0.1": None, "0.2": None, "0.3": None}
+        nulls["gains_arrival_order"] = {"0.1": None, "0.2": None, "0.3": None}
+        result["lead_score"] = nulls
+    if result["rep_ranking"] is not None and cfg.placebo:
+        say("placebo check")
+        result["rep_ranking"]["placebo"] = placebo_part(bundle, train, cfg.seed)
+    if result["rep_ranking"] is None:
+        result["rep_ranking"] = _null_ranking()
+    if result["win_probability"] is None:
+        result["win_probability"] = {"n": 0, "auc": None, "log_loss": None, "brier": None}
+    clean: dict[str, Any] = to_jsonable(result)
+    missing = validate_contract_json(clean)
+    if missing:  # a bug in this module, not in the user's data
+        raise RuntimeError(f"evaluate JSON lacks contract keys: {missing}")
+    return clean
+
+
+def _null_ranking() -> dict[str, Any]:
+    empty = {"n": 0, "hr@1": None, "hr@3": None, "hr@5": None, "mrr": None}
+    return {
+        **empty,
+        "baselines": {
+            "random": dict(empty),
+            "popularity": dict(empty),
+            "recent_popularity": dict(empty),
+        },
+    }

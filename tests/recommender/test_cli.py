@@ -1,0 +1,156 @@
+"""The ``leadrank`` command as a user runs it: real processes, real files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recommender.data.simulate import simulate
+
+
+def leadrank(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run ``leadrank ARGS`` in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "team"
+    simulate(out, n_leads=1500, n_reps=8, seed=3)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(team: Path) -> Path:
+    out = team.parent / "model"
+    res = leadrank("train", team, "--out", out)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def new_leads(team: Path) -> Path:
+    lines = (team / "leads.csv").read_text().splitlines()
+    path = team.parent / "new_leads.csv"
+    path.write_text("\n".join(lines[:41]) + "\n")
+    return path
+
+
+def test_model_folder_is_versioned(model: Path) -> None:
+    manifest = json.loads((model / "manifest.json").read_text())
+    for key in (
+        "format_version",
+        "created_at",
+        "data_fingerprint",
+        "packages",
+        "training_window",
+        "metrics",
+    ):
+        assert key in manifest
+    assert not any(p.name.startswith(".") for p in model.parent.iterdir() if p.is_dir())
+
+
+def test_score_writes_contract_csv(model: Path, new_leads: Path) -> None:
+    res = leadrank("score", model, new_leads)
+    assert res.returncode == 0, res.stderr
+    header = res.stdout.splitlines()[0].split(",")
+    assert header[:5] == ["lead_id", "probability", "score", "grade", "reasons"]
+    out = rows(res.stdout)
+    assert len(out) == 40
+    for row in out:
+        assert 0.0 < float(row["probability"]) < 1.0
+        assert 0 <= int(row["score"]) <= 100
+        assert row["grade"] in {"A", "B", "C", "D"}
+        assert row["reasons"].count(";") <= 2
+
+
+def test_route_respects_capacity_and_activity(model: Path, new_leads: Path, tmp_path: Path) -> None:
+    reps = tmp_path / "reps.csv"
+    reps.write_text("rep_id,capacity,active\nR001,3,true\nR002,2,true\nR003,5,false\n")
+    res = leadrank("route", model, new_leads, "--reps", reps, "--seed", "1")
+    assert res.returncode == 0, res.stderr
+    out = rows(res.stdout)
+    assert [r["lead_id"] for r in out] == [r["lead_id"] for r in rows(new_leads.read_text())]
+    leads = {r["lead_id"]: r["created_at"][:10] for r in rows(new_leads.read_text())}
+    per_day: dict[tuple[str, str], int] = {}
+    for r in out:
+        assert r["rep_id"] in ("", "R001", "R002")
+        if r["rep_id"]:
+            key = (r["rep_id"], leads[r["lead_id"]])
+            per_day[key] = per_day.get(key, 0) + 1
+    caps = {"R001": 3, "R002": 2}
+    assert all(n <= caps[rep] for (rep, _), n in per_day.items())
+    unassigned = [r for r in out if not r["rep_id"]]
+    assert all(r["lead_id"] in res.stderr for r in unassigned)
+
+
+def test_recommend_and_lookalike(model: Path, new_leads: Path, team: Path) -> None:
+    res = leadrank("recommend", model, "--rep", "R002", new_leads, "--k", "5")
+    assert res.returncode == 0, res.stderr
+    out = rows(res.stdout)
+    assert len(out) == 5
+    probs = [float(r["probability"]) for r in out]
+    assert probs == sorted(probs, reverse=True)
+    bad = leadrank("recommend", model, "--rep", "NOBODY", new_leads)
+    assert bad.returncode == 2 and "NOBODY" in bad.stderr
+    seed = rows((team / "accounts.csv").read_text())[0]["account_id"]
+    res = leadrank("lookalike", model, "--seeds", seed, "--k", "7")
+    assert res.returncode == 0, res.stderr
+    out = rows(res.stdout)
+    assert res.stdout.startswith("account_id,similarity")
+    assert len(out) == 7 and seed not in {r["account_id"] for r in out}
+    bad = leadrank("lookalike", model, "--seeds", "NO-SUCH-ACCOUNT")
+    assert bad.returncode == 2 and "NO-SUCH-ACCOUNT" in bad.stderr
+
+
+def test_duplicate_lead_fails_with_exit_2_and_writes_nothing(team: Path, tmp_path: Path) -> None:
+    data = tmp_path / "dup"
+    shutil.copytree(team, data)
+    lines = (data / "leads.csv").read_text().splitlines()
+    lines[6] = lines[2].split(",", 1)[0] + "," + lines[6].split(",", 1)[1]  # row 7 repeats row 3
+    (data / "leads.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "model"
+    res = leadrank("train", data, "--out", out)
+    assert res.returncode == 2
+    assert "leads.csv" in res.stderr and "row 7" in res.stderr and "lead_id" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["dup"]
+
+
+def test_bad_model_folder_is_exit_2(tmp_path: Path, new_leads: Path) -> None:
+    res = leadrank("score", tmp_path / "no-model", new_leads)
+    assert res.returncode == 2 and "not found" in res.stderr
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for cmd in (
+        "train",
+        "evaluate",
+        "score",
+        "route",
+        "recommend",
+        "lookalike",
+        "serve",
+        "simulate",
+        "demo",
+    ):
+        res = leadrank(cmd, "--help")
+        assert res.returncode == 0, cmd
+        assert "Example" in res.stdout, cmd
