@@ -1,0 +1,62 @@
+"""leadrank evaluate: contract keys with real values, nulls where the data cannot tell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recommender.data.simulate import simulate
+from recommender.evaluation.evaluate import evaluate
+from recommender.evaluation.report import render_report, validate_contract_json
+
+SPLIT = "2026-08-01"
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "team"
+    simulate(out, n_leads=3000, n_reps=10, seed=5)
+    return out
+
+
+def test_contract_keys_have_real_values(team: Path) -> None:
+    result = evaluate(team, SPLIT)
+    assert validate_contract_json(result) == []
+    json.dumps(result)  # plain JSON, no numpy or NaN left
+    ls = result["lead_score"]
+    assert 0.5 < ls["auc"] <= 1.0
+    assert ls["gains"]["0.2"] > ls["gains_arrival_order"]["0.2"]
+    rr = result["rep_ranking"]
+    assert rr["n"] > 0 and 0 < rr["mrr"] <= 1
+    assert set(rr["baselines"]) == {"random", "popularity", "recent_popularity"}
+    assert "significant" in rr["placebo"]
+    wp = result["win_probability"]
+    assert wp["n"] > 0 and wp["auc"] is not None and wp["log_loss"] is not None
+    assert result["n_train_leads"] + result["n_test_leads"] == 3000
+    text = render_report(result)
+    assert "AUC" in text and "placebo" in text.lower()
+
+
+def test_no_reps_gives_nulls(team: Path, tmp_path: Path) -> None:
+    data = tmp_path / "norep"
+    data.mkdir()
+    for name in ("leads.csv", "events.csv", "accounts.csv"):
+        (data / name).write_bytes((team / name).read_bytes())
+    out = pd.read_csv(team / "outcomes.csv", dtype=str, keep_default_na=False)
+    out["rep_id"] = ""
+    out.to_csv(data / "outcomes.csv", index=False)
+    result = evaluate(data, SPLIT)
+    assert validate_contract_json(result) == []
+    assert result["lead_score"]["auc"] is not None
+    assert result["rep_ranking"]["mrr"] is None
+    assert result["win_probability"]["auc"] is None
+
+
+def test_no_per_rep_effect_is_not_significant(tmp_path: Path) -> None:
+    data = tmp_path / "flat"
+    simulate(data, n_leads=3000, n_reps=10, seed=8, rep_effect=0.0)
+    result = evaluate(data, SPLIT)
+    assert result["rep_ranking"]["placebo"]["significant"] is False
