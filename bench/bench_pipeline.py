@@ -41,7 +41,7 @@ won = set(out.loc[out.outcome == 'won', 'lead_id'])
 y = leads.lead_id.isin(won).astype(int).to_numpy()
 X = leads.drop(columns=['lead_id', 'created_at', 'account_id'])
 for c in X.columns:
-    if X[c].dtype == object: X[c] = X[c].astype('category')
+    if not pd.api.types.is_numeric_dtype(X[c]): X[c] = X[c].astype('category')
 lgb.train({{'objective': 'binary', 'num_threads': {threads}, 'verbose': -1}},
           lgb.Dataset(X, y), num_boost_round=300)
 closed = out[out.outcome.isin(['won', 'lost']) & out.rep_id.notna()]

@@ -226,8 +226,8 @@ class ModelBundle:
         return self._score_inputs(leads, self.model_inputs(leads, events, as_of), n_reasons)
 
     def _score_inputs(self, leads: pd.DataFrame, X: pd.DataFrame, n_reasons: int) -> pd.DataFrame:
-        p = clip_probability(self.scorer.predict_proba(X))
-        contrib = np.asarray(self.scorer.explain(X), dtype=float)
+        prob, contrib = self.scorer.predict_and_explain(X)
+        p = clip_probability(prob)
         names = list(self.scorer.feature_names_)
         eng_names = set(self.engagement.feature_names_)
         is_eng = np.array([n in eng_names for n in names], dtype=bool)

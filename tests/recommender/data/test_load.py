@@ -227,7 +227,7 @@ def test_wrong_encoding_names_the_row(tmp_path: Path) -> None:
     folder = tmp_path / "enc"
     folder.mkdir()
     data = (
-        "lead_id,created_at,city\nL1,2026-01-01,Paris\nL2,2026-01-02,".encode()
+        b"lead_id,created_at,city\nL1,2026-01-01,Paris\nL2,2026-01-02,"
         + "Zürich\n".encode("latin-1")
     )
     (folder / "leads.csv").write_bytes(data)

@@ -148,3 +148,12 @@ def test_bad_order_is_refused() -> None:
 
     with pytest.raises(DataError, match="order"):
         LeadScorer().fit(X, y, SPECS, order=np.arange(10))
+
+
+@pytest.mark.parametrize("make", [interaction_leads, additive_leads])
+def test_predict_and_explain_matches_the_two_calls(make: object) -> None:
+    X, y = make(2000, 3)  # type: ignore[operator]
+    scorer = LeadScorer(gbm_params=FAST).fit(X, y, SPECS)
+    p, contrib = scorer.predict_and_explain(X)
+    assert np.allclose(p, scorer.predict_proba(X), atol=1e-9)
+    assert np.allclose(contrib, scorer.explain(X))
