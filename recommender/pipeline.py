@@ -45,32 +45,10 @@ def restrict(ds: Dataset, until: pd.Timestamp | None) -> Dataset:
     """
     if until is None:
         return ds
-    t = np.datetime64(
-        pd.Timestamp(until).tz_localize(None)
-        if pd.Timestamp(until).tzinfo is None
-        else pd.Timestamp(until).tz_convert(None)
-    )
+    stamp = pd.Timestamp(until)
+    t = np.datetime64(stamp.tz_convert(None) if stamp.tzinfo is not None else stamp)
     keep = ds.leads[Columns.CREATED].to_numpy() < t
-    leads = ds.leads.loc[keep].reset_index(drop=True)
-    ids = set(leads[Columns.LEAD])
-    outcomes = events = None
-    if ds.outcomes is not None:
-        outcomes = ds.outcomes.loc[ds.outcomes[Columns.LEAD].isin(ids)].reset_index(drop=True)
-    if ds.events is not None:
-        ev = ds.events
-        events = ev.loc[ev[Columns.LEAD].isin(ids) & (ev[Columns.AT] < t)].reset_index(drop=True)
-    return Dataset(
-        leads=leads,
-        reps=ds.reps,
-        outcomes=outcomes,
-        events=events,
-        accounts=ds.accounts,
-        features=ds.features,
-        leaky=ds.leaky,
-        rep_attributes=ds.rep_attributes,
-        missing_values=ds.missing_values,
-        roles=ds.roles,
-    )
+    return ds.subset(keep, events_before=t)
 
 
 def lead_labels(ds: Dataset) -> np.ndarray:

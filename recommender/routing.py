@@ -73,6 +73,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from recommender.models.base import logit
+
 MODEL = "model"
 EXPLORE = "explore"
 HOLDOUT = "holdout"
@@ -394,12 +396,6 @@ def _check_matrix(a: np.ndarray, shape: tuple[int, int], name: str) -> FloatArra
     return out
 
 
-def _logit(p: FloatArray) -> FloatArray:
-    """Log-odds of probabilities clipped to [1e-6, 1 - 1e-6]."""
-    q = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.asarray(np.log(q) - np.log1p(-q), dtype=np.float64)
-
-
 def _group_used(used: Mapping[tuple[int, int], int] | None, m: int) -> dict[int, IntArray]:
     """Turn ``{(day, rep): count}`` into ``{day: (n_reps,) counts}``.
 
@@ -429,7 +425,7 @@ def _pick_thompson(
         return -1
     if sigma_row is None:
         return int(options[rng.integers(options.size)])
-    sample = _logit(prob_row[options]) + sigma_row[options] * rng.standard_normal(options.size)
+    sample = logit(prob_row[options]) + sigma_row[options] * rng.standard_normal(options.size)
     return int(options[np.argmax(sample)])
 
 
@@ -448,7 +444,7 @@ def _thompson_prob(
     Add-half smoothing keeps the estimate above 0.
     """
     top = min(_THOMPSON_TOP, prob.shape[1])
-    mu = np.where(avail, _logit(prob), -np.inf)
+    mu = np.where(avail, logit(prob), -np.inf)
     upper = mu + 3 * sigma
     part = np.argpartition(-upper, top - 1, axis=1)[:, :top]
     has = (part == chosen[:, None]).any(axis=1)

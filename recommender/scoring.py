@@ -17,28 +17,32 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from recommender.models.base import PROBA_EPS, logit, sigmoid
+
 #: Points that double the odds of converting.
 PDO = 20.0
 POINTS_PER_LOGIT = PDO / math.log(2.0)
 GRADES = ("A", "B", "C", "D")
+__all__ = [
+    "EPS",
+    "GRADES",
+    "PDO",
+    "clip_probability",
+    "grade",
+    "learn_grade_cuts",
+    "logit",
+    "reasons",
+    "score_0_100",
+    "sigmoid",
+    "to_points",
+]
 #: Probabilities are kept strictly inside (0, 1): a lead is never certain.
-EPS = 1e-4
+EPS = PROBA_EPS
 
 
 def clip_probability(p: np.ndarray) -> np.ndarray:
     """Clip probabilities into [EPS, 1 - EPS]."""
     return np.asarray(np.clip(np.asarray(p, dtype=float), EPS, 1.0 - EPS))
-
-
-def logit(p: np.ndarray | float) -> np.ndarray:
-    """Return log(p / (1 - p)) of clipped probabilities."""
-    q = clip_probability(np.asarray(p, dtype=float))
-    return np.asarray(np.log(q / (1.0 - q)))
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Return 1 / (1 + exp(-z))."""
-    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(z, dtype=float))))
 
 
 def to_points(logits: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -107,6 +107,26 @@ class Dataset:
                 # an explicit object Series: pandas 3 would infer "str" and turn None into NaN
                 out[spec.name] = pd.Series(obj, dtype=object, copy=False)
         return pd.DataFrame(out, index=pd.RangeIndex(n), columns=self.feature_names)
+
+    def subset(self, keep: np.ndarray, *, events_before: np.datetime64 | None = None) -> Dataset:
+        """Return the dataset restricted to the leads where ``keep`` is True.
+
+        Outcome and event rows follow their leads; with ``events_before``, events at or
+        after that time are dropped too. Reps, accounts and roles are kept whole.
+        """
+        leads = self.leads.loc[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+        ids = set(leads[Columns.LEAD])
+        outcomes = events = None
+        if self.outcomes is not None:
+            o = self.outcomes
+            outcomes = o.loc[o[Columns.LEAD].isin(ids)].reset_index(drop=True)
+        if self.events is not None:
+            ev = self.events
+            rows = ev[Columns.LEAD].isin(ids).to_numpy().copy()
+            if events_before is not None:
+                rows &= ev[Columns.AT].to_numpy() < events_before
+            events = ev.loc[rows].reset_index(drop=True)
+        return replace(self, leads=leads, outcomes=outcomes, events=events)
 
     def converted(self) -> pd.Series:
         """Return a boolean Series indexed by ``lead_id``: True where any outcome row is won."""

@@ -37,30 +37,6 @@ from recommender.scoring import clip_probability, grade, logit
 RECENT_DAYS = 60
 
 
-def _test_part(ds: Dataset, split: pd.Timestamp) -> Dataset:
-    keep = ds.leads[Columns.CREATED].to_numpy() >= np.datetime64(split)
-    leads = ds.leads.loc[keep].reset_index(drop=True)
-    ids = set(leads[Columns.LEAD])
-    outcomes = (
-        None
-        if ds.outcomes is None
-        else ds.outcomes.loc[ds.outcomes[Columns.LEAD].isin(ids)].reset_index(drop=True)
-    )
-    events = (
-        None
-        if ds.events is None
-        else ds.events.loc[ds.events[Columns.LEAD].isin(ids)].reset_index(drop=True)
-    )
-    return Dataset(
-        leads=leads,
-        reps=ds.reps,
-        outcomes=outcomes,
-        events=events,
-        accounts=ds.accounts,
-        features=ds.features,
-    )
-
-
 def lead_score_part(
     bundle: ModelBundle, train: Dataset, test: Dataset, p_train: np.ndarray
 ) -> dict[str, Any]:
@@ -231,7 +207,7 @@ def evaluate(
     split = pd.Timestamp(split_time)
     split = split.tz_convert(None) if split.tzinfo is not None else split
     train = restrict(ds, split)
-    test = _test_part(ds, split)
+    test = ds.subset(ds.leads[Columns.CREATED].to_numpy() >= np.datetime64(split))
     bundle = fit_bundle(train, config=cfg, progress=say)
     say("measuring")
     as_of = training_as_of(train, cfg.horizon_days)
