@@ -73,6 +73,7 @@ class ModelBundle:
         lookalike: LookalikeIndex | None,
         lookalike_kind: str,
         rules_text: str | None,
+        lookalike_seeds: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.manifest = manifest
@@ -91,6 +92,7 @@ class ModelBundle:
         self.model_reps = [str(r) for r in model_reps]
         self.lookalike_index = lookalike
         self.lookalike_kind = lookalike_kind
+        self.lookalike_seeds = lookalike_seeds or {"rep_wins": {}, "assigned": []}
         self.rules_text = rules_text
         self.rules = rules.parse_rules(rules_text) if rules_text else []
         self._rep_pos = {r: i for i, r in enumerate(self.model_reps)}
@@ -452,29 +454,68 @@ class ModelBundle:
 
     # ------------------------------------------------------------------ lookalikes
     def lookalike(
-        self, seeds: Sequence[str], k: int = 100, *, exclude_customers: bool = False
+        self,
+        seeds: Sequence[str] = (),
+        k: int = 100,
+        *,
+        exclude_customers: bool = False,
+        exclude_assigned: bool = False,
+        where: Mapping[str, str] | None = None,
+        rep: str | None = None,
     ) -> pd.DataFrame:
         """Return the ``k`` accounts (or leads) nearest the seeds, seeds excluded.
 
-        Columns: ``id``, ``similarity`` (cosine in the ICP embedding, best first).
+        Args:
+            seeds: account ids (lead ids where the data has no accounts).
+            k: how many results (fewer when fewer are eligible).
+            exclude_customers: leave out accounts whose ``is_customer`` is true.
+            exclude_assigned: leave out accounts (or leads) already worked in the history.
+            where: keep only accounts whose column equals the value (``{"region": "EMEA"}``).
+            rep: add the accounts (or leads) this rep won in the history to the seeds.
+
+        Returns ``id`` and ``similarity`` (cosine in the ICP embedding), best first.
 
         Raises:
-            UnknownIdError: a seed the model has not indexed.
+            UnknownIdError: a seed the model has not indexed, or an unknown ``rep``.
+            DataError: no seed at all, or a ``where`` column the accounts do not have.
             ModelFolderError: the model has no lookalike index.
         """
-        if self.lookalike_index is None:
+        index = self.lookalike_index
+        if index is None:
             raise ModelFolderError("this model has no lookalike index")
-        exclude = None
-        if exclude_customers and self.accounts is not None and self.lookalike_kind == "account":
-            cust = (
-                self.accounts.set_index(Columns.ACCOUNT)[Columns.IS_CUSTOMER]
-                if (Columns.IS_CUSTOMER in self.accounts.columns)
-                else None
+        chosen = list(seeds)
+        if rep is not None:
+            if (
+                rep not in set(self.reps[Columns.REP])
+                and rep not in self.lookalike_seeds["rep_wins"]
+            ):
+                raise UnknownIdError("rep", rep)
+            known = set(index.ids_)
+            chosen += [i for i in self.lookalike_seeds["rep_wins"].get(rep, []) if i in known]
+        if not chosen:
+            raise DataError(
+                "no seeds: give seed ids"
+                + (f", or a rep with won deals ({rep} has none)" if rep else "")
             )
-            if cust is not None:
-                ids = self.lookalike_index.ids_
-                exclude = cust.reindex(ids).fillna(False).astype(bool).to_numpy()
-        found = self.lookalike_index.query(list(seeds), k, exclude=exclude)
+        exclude = np.zeros(len(index.ids_), dtype=bool)
+        ids = pd.Index(index.ids_)
+        if exclude_assigned:
+            exclude |= ids.isin(self.lookalike_seeds["assigned"])
+        if (exclude_customers or where) and self.lookalike_kind == "account":
+            table = self.accounts.set_index(Columns.ACCOUNT) if self.accounts is not None else None
+            if table is not None and exclude_customers and Columns.IS_CUSTOMER in table.columns:
+                cust = table[Columns.IS_CUSTOMER].reindex(ids).fillna(False).astype(bool)
+                exclude |= cust.to_numpy()
+            for column, value in (where or {}).items():
+                if table is None or column not in table.columns:
+                    raise DataError("no such account column to filter on", column=column)
+                col = table[column].reindex(ids)
+                exclude |= ~col.astype(str).eq(str(value)).to_numpy() | col.isna().to_numpy()
+        elif where:
+            raise DataError("filters need an accounts table; this model indexes leads")
+        found = index.query(
+            list(dict.fromkeys(chosen)), k, exclude=exclude if exclude.any() else None
+        )
         return pd.DataFrame(found, columns=["id", "similarity"])
 
     # ------------------------------------------------------------------ persistence
@@ -501,6 +542,7 @@ class ModelBundle:
             self.accounts.to_csv(folder / Files.ACCOUNTS, index=False)
         if self.rules_text:
             (folder / "rules.txt").write_text(self.rules_text)
+        write_json(folder / "lookalike_seeds.json", self.lookalike_seeds)
         write_json(folder / "encoder.json", self.encoder.to_dict())
         if self.rep_encoder is not None:
             write_json(folder / "rep_encoder.json", self.rep_encoder.to_dict())
@@ -556,6 +598,9 @@ class ModelBundle:
                 if (root / "lookalike").is_dir()
                 else None,
                 lookalike_kind=meta["lookalike_kind"],
+                lookalike_seeds=read_json(root / "lookalike_seeds.json")
+                if (root / "lookalike_seeds.json").is_file()
+                else None,
                 rules_text=(root / "rules.txt").read_text()
                 if (root / "rules.txt").is_file()
                 else None,

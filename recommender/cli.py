@@ -115,6 +115,9 @@ def train(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     engine: Annotated[str, typer.Option(help="Affinity engine: lightfm or implicit.")] = "lightfm",
+    half_life: Annotated[
+        float, typer.Option("--half-life", min=0.01, help="Engagement half-life in days.")
+    ] = 14.0,
 ) -> None:
     """Fit every model on the history and write a model folder.
 
@@ -125,7 +128,7 @@ def train(
 
     if engine not in ("lightfm", "implicit"):
         fail(f"--engine must be lightfm or implicit, not '{engine}'")
-    cfg = TrainConfig(seed=seed, affinity_engine=engine)
+    cfg = TrainConfig(seed=seed, affinity_engine=engine, half_life_days=half_life)
     cut = _parse_time(until, "--until") if until else None
     bundle = run_train(data, out, until=cut, config=cfg, progress=step_printer("train"))
     window = bundle.manifest["training_window"]
@@ -164,6 +167,9 @@ def evaluate(
     placebo: Annotated[
         bool, typer.Option(help="Also fit the rep-permuted placebo (per-rep significance).")
     ] = True,
+    half_life: Annotated[
+        float, typer.Option("--half-life", min=0.01, help="Engagement half-life in days.")
+    ] = 14.0,
 ) -> None:
     """Train on leads created before T, test on the rest, print a report, write JSON.
 
@@ -178,7 +184,7 @@ def evaluate(
     result = run_evaluate(
         data,
         cut,
-        config=TrainConfig(seed=seed, placebo=placebo),
+        config=TrainConfig(seed=seed, placebo=placebo, half_life_days=half_life),
         progress=step_printer("evaluate"),
     )
     typer.echo(render_report(result))
@@ -287,21 +293,52 @@ def recommend(
 @handle_errors
 def lookalike(
     model: ModelArg,
-    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated account (or lead) ids.")],
+    seeds: Annotated[
+        str, typer.Option("--seeds", help="Comma-separated account (or lead) ids.")
+    ] = "",
     k: Annotated[int, typer.Option("--k", min=1, help="How many results.")] = 100,
     exclude_customers: Annotated[
         bool, typer.Option("--exclude-customers", help="Leave out accounts already customers.")
     ] = False,
+    exclude_assigned: Annotated[
+        bool,
+        typer.Option("--exclude-assigned", help="Leave out accounts (or leads) already worked."),
+    ] = False,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", help="Keep accounts whose COLUMN=VALUE (repeatable)."),
+    ] = None,
+    rep: Annotated[
+        str | None,
+        typer.Option("--rep", help="Also seed with the accounts this rep won in the history."),
+    ] = None,
 ) -> None:
     """The K accounts (or leads, without accounts) nearest the seeds (CSV on stdout).
 
+    Only the seeds are excluded unless a filter flag is given.
+
     Example: leadrank lookalike ./model --seeds ACME,Globex --k 50 --exclude-customers
+
+    Example: leadrank lookalike ./model --rep R007 --where region=EMEA --exclude-assigned
     """
     ids = [s.strip() for s in seeds.split(",") if s.strip()]
-    if not ids:
-        fail("--seeds needs at least one id")
+    if not ids and rep is None:
+        fail("--seeds needs at least one id (or give --rep)")
+    filters: dict[str, str] = {}
+    for item in where or []:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip():
+            fail(f"--where must look like COLUMN=VALUE, not '{item}'")
+        filters[column.strip()] = value.strip()
     bundle = _load_bundle(model)
-    out = bundle.lookalike(ids, k, exclude_customers=exclude_customers)
+    out = bundle.lookalike(
+        ids,
+        k,
+        exclude_customers=exclude_customers,
+        exclude_assigned=exclude_assigned,
+        where=filters,
+        rep=rep,
+    )
     id_col = Columns.ACCOUNT if bundle.lookalike_kind == "account" else Columns.LEAD
     write_csv(out.rename(columns={"id": id_col}))
 

@@ -33,6 +33,10 @@ class Columns:
     ASSIGNED = "assigned_at"
     CLOSED = "closed_at"
     VALUE = "value"
+    #: optional outcome columns (an extension): how the lead was routed, so evaluate can
+    #: report conversion by policy (model, explore, holdout) with inverse propensity weights
+    POLICY = "policy"
+    PROPENSITY = "propensity"
 
     EVENT = "event"
     AT = "at"

@@ -238,8 +238,40 @@ def fit_bundle(
         model_reps=rep_ids if affinity is not None else [],
         lookalike=lookalike,
         lookalike_kind=kind,
+        lookalike_seeds=lookalike_seeds(ds, kind),
         rules_text=rules_text,
     )
+
+
+def lookalike_seeds(ds: Dataset, kind: str) -> dict[str, Any]:
+    """Catalogue ids known from history: each rep's won ids, and the ids already worked.
+
+    For an account catalogue an id is the lead's ``account_id``; otherwise the lead id.
+    """
+    out: dict[str, Any] = {"rep_wins": {}, "assigned": []}
+    if ds.outcomes is None or ds.outcomes.empty:
+        return out
+    o = ds.outcomes
+    if kind == "account":
+        if Columns.ACCOUNT not in ds.leads.columns:
+            return out
+        to_id = ds.leads.set_index(Columns.LEAD)[Columns.ACCOUNT]
+        ids = to_id.reindex(o[Columns.LEAD].to_numpy()).to_numpy()
+    else:
+        ids = o[Columns.LEAD].to_numpy()
+    frame = pd.DataFrame(
+        {
+            "id": ids,
+            "rep": o[Columns.REP].to_numpy(),
+            "won": (o[Columns.OUTCOME] == Outcome.WON).to_numpy(),
+        }
+    ).dropna(subset=["id"])
+    out["assigned"] = sorted({str(i) for i in frame["id"]})
+    wins = frame.loc[frame["won"] & frame["rep"].notna()]
+    out["rep_wins"] = {
+        str(rep): sorted({str(i) for i in group["id"]}) for rep, group in wins.groupby("rep")
+    }
+    return out
 
 
 def _fit_lookalike(

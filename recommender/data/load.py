@@ -233,6 +233,20 @@ def _load_outcomes(
         out[Columns.VALUE] = parse_numbers(raw, Columns.VALUE, minimum=0)
     else:
         out[Columns.VALUE] = np.nan
+    if Columns.POLICY in raw.columns:
+        out[Columns.POLICY] = parse_categories(raw[Columns.POLICY])
+    if Columns.PROPENSITY in raw.columns:
+        prop = parse_numbers(raw, Columns.PROPENSITY, minimum=0)
+        over = prop.to_numpy() > 1
+        if over.any():
+            pos = int(np.flatnonzero(over)[0])
+            raise DataError(
+                f"'{raw[Columns.PROPENSITY].iloc[pos]}' must be between 0 and 1",
+                file=Files.OUTCOMES,
+                row=row_of(raw, pos),
+                column=Columns.PROPENSITY,
+            )
+        out[Columns.PROPENSITY] = prop
     return out.reset_index(drop=True)
 
 

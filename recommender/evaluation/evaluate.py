@@ -156,6 +156,35 @@ def win_probability_part(
     return out
 
 
+def policy_part(test: Dataset) -> list[dict[str, Any]] | None:
+    """Conversion of the test leads by the routing policy their outcome rows record.
+
+    Only where ``outcomes.csv`` has the optional ``policy`` column (``leadrank route`` and
+    ``POST /v1/route`` give each decision one); closed rows only. With a ``propensity``
+    column (all values > 0) the inverse-propensity-weighted rate is reported too.
+    """
+    o = test.outcomes
+    if o is None or Columns.POLICY not in o.columns:
+        return None
+    closed = o.loc[o[Columns.POLICY].notna() & o[Columns.OUTCOME].isin([Outcome.WON, Outcome.LOST])]
+    if closed.empty:
+        return None
+    won = closed[Columns.OUTCOME] == Outcome.WON
+    per_lead = (
+        closed.assign(_won=won)
+        .groupby(Columns.LEAD, sort=False)
+        .agg(policy=(Columns.POLICY, "first"), won=("_won", "max"))
+    )
+    propensity: np.ndarray | None = None
+    if Columns.PROPENSITY in closed.columns:
+        first = closed.groupby(Columns.LEAD, sort=False)[Columns.PROPENSITY].first()
+        q = first.reindex(per_lead.index).to_numpy(dtype=float)
+        propensity = q if np.all(q > 0) else None
+    return M.policy_table(
+        per_lead["policy"].to_numpy(), per_lead["won"].to_numpy(dtype=float), propensity
+    )
+
+
 def placebo_part(bundle: ModelBundle, train: Dataset, seed: int) -> dict[str, Any] | None:
     """Real per-rep gain next to a rep-permuted placebo, on a time-ordered slice."""
     if bundle.affinity is None or train.reps is None:
@@ -235,6 +264,7 @@ def evaluate(
         result["lead_score"] = lead_score_part(bundle, train, test, p_train)
         result["rep_ranking"] = rep_ranking_part(bundle, train, test, split, cfg.seed)
         result["win_probability"] = win_probability_part(bundle, train, test)
+        result["routing_policies"] = policy_part(test)
     if result["lead_score"] is None:
         nulls: dict[str, Any] = {k: None for k in ("auc", "average_precision", "log_loss", "brier")}
         nulls["gains"] = {"0.1": None, "0.2": None, "0.3": None}

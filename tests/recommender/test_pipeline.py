@@ -198,3 +198,22 @@ def test_damaged_model_folder_is_a_clear_error(model: Path, tmp_path: Path) -> N
         ModelBundle.load(broken)
     with pytest.raises(ModelFolderError):
         ModelBundle.load(tmp_path / "missing")
+
+
+def test_lookalike_rep_seeds_and_filters(bundle: ModelBundle, team: Path) -> None:
+    rep = next(r for r, wins in bundle.lookalike_seeds["rep_wins"].items() if wins)
+    wins = set(bundle.lookalike_seeds["rep_wins"][rep])
+    out = bundle.lookalike(rep=rep, k=20)
+    assert len(out) == 20 and not (set(out["id"]) & wins)
+    assigned = set(bundle.lookalike_seeds["assigned"])
+    free = bundle.lookalike(rep=rep, k=20, exclude_assigned=True)
+    assert not (set(free["id"]) & assigned)
+    accounts = pd.read_csv(team / "accounts.csv", dtype=str)
+    region = accounts["region"].iloc[0]
+    same = bundle.lookalike([accounts["account_id"].iloc[0]], 10, where={"region": region})
+    regions = accounts.set_index("account_id")["region"]
+    assert (regions.reindex(same["id"]) == region).all()
+    with pytest.raises(DataError):
+        bundle.lookalike(["A00001"], 5, where={"no_such_column": "x"})
+    with pytest.raises(UnknownIdError):
+        bundle.lookalike(rep="NOBODY")

@@ -60,3 +60,20 @@ def test_no_per_rep_effect_is_not_significant(tmp_path: Path) -> None:
     simulate(data, n_leads=3000, n_reps=10, seed=8, rep_effect=0.0)
     result = evaluate(data, SPLIT)
     assert result["rep_ranking"]["placebo"]["significant"] is False
+
+
+def test_conversion_by_routing_policy(team: Path, tmp_path: Path) -> None:
+    data = tmp_path / "policies"
+    data.mkdir()
+    for f in team.iterdir():
+        if f.is_file():
+            (data / f.name).write_bytes(f.read_bytes())
+    out = pd.read_csv(team / "outcomes.csv", dtype=str, keep_default_na=False)
+    out["policy"] = ["holdout" if i % 5 == 0 else "model" for i in range(len(out))]
+    out["propensity"] = ["0.2" if i % 5 == 0 else "0.8" for i in range(len(out))]
+    out.to_csv(data / "outcomes.csv", index=False)
+    result = evaluate(data, SPLIT)
+    rows = {r["policy"]: r for r in result["routing_policies"]}
+    assert set(rows) == {"model", "holdout"}
+    assert rows["model"]["n"] > rows["holdout"]["n"] > 0
+    assert rows["holdout"]["ipw_rate"] is not None
