@@ -135,7 +135,8 @@ class LookalikeIndex:
         n_tune_queries: catalogue rows used as queries when tuning and measuring recall.
         max_scan_fraction: IVF falls back to exact search when the tuned nprobe would scan
             more than this share of the lists (it would be barely faster than exact).
-        nlist: IVF list count; ``None`` for ``round(4 * sqrt(n))``.
+        nlist: IVF list count; ``None`` for ``round(4 * sqrt(n))``; never more than
+            ``n / 39`` (FAISS's minimum training points per list).
         train_points_per_list: k-means training rows per IVF list (sampled).
 
     Attributes:
@@ -302,7 +303,8 @@ class LookalikeIndex:
     def _fit_ivf(self) -> None:
         """Train IVF-Flat, then take the smallest nprobe reaching ``target_recall``."""
         n, d = self.embeddings_.shape
-        nlist = min(n, self.nlist or max(1, round(4 * math.sqrt(n))))
+        # FAISS's k-means wants at least 39 training points per list
+        nlist = min(max(1, n // 39), self.nlist or max(1, round(4 * math.sqrt(n))))
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.niter = 10

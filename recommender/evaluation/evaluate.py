@@ -256,7 +256,7 @@ def evaluate(
         "lead_score": None,
         "rep_ranking": None,
         "win_probability": None,
-        "ready": report.get("ready"),
+        "ready": {"verdict": report.get("ready"), "reasons": report.get("reasons", [])},
         "model": {"chosen": report.get("chosen"), "validation": report.get("candidates")},
         "warnings": leakage_warnings(aucs),
     }

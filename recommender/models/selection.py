@@ -58,6 +58,9 @@ _FILE = "scorer.json"
 _KIND = "lead_scorer"
 CANDIDATES = ("scorecard", "gbm", "blend")
 FALLBACK_SCORECARD = {"n_bins": 5, "C": 0.05, "min_iv": 0.02}
+#: Below this validation AUC no candidate has found a signal: the channel prior (the
+#: window's base rate where there is no source column) predicts better than noise.
+NO_SIGNAL_AUC = 0.55
 
 
 def score_metrics(y: np.ndarray, z: np.ndarray) -> dict[str, float]:
@@ -252,6 +255,44 @@ class LeadScorer:
             "channel_strength": self.channel_.strength_ if self.channel_ else None,
         }
 
+    def _fit_no_signal(
+        self,
+        y: np.ndarray,
+        metrics: dict[str, dict[str, float]],
+        best: float,
+        *,
+        n_fit: int,
+        y_val: np.ndarray,
+    ) -> None:
+        """No candidate beat noise on validation: use the channel prior on the whole window.
+
+        A constant fitted on the latest slice alone would follow that slice's rate (on
+        Maven CRM 0.588 against the window's 0.629), which forecasts worse than the
+        window's own base rate; the channel prior shrinks each source to that rate.
+        """
+        self.chosen_ = "channel"
+        self.calibrator_ = Calibrator(method="none").fit(np.zeros(2), np.array([0, 1]))
+        _, reasons = readiness(len(y), int(y.sum()), best, False)
+        reasons.append(
+            f"no model beat validation AUC {NO_SIGNAL_AUC} (best {best:.3f}): "
+            "scoring with the channel prior (base rate by source)"
+        )
+        self.report_ = {
+            "chosen": self.chosen_,
+            "fallback": True,
+            "candidates": metrics,
+            "n_train": len(y),
+            "n_fit": n_fit,
+            "n_val": len(y_val),
+            "positives": int(y.sum()),
+            "val_positives": int(y_val.sum()),
+            "single_column_auc": {},
+            "warnings": [],
+            "ready": "not ready",
+            "reasons": reasons,
+            "channel_strength": self.channel_.strength_ if self.channel_ else None,
+        }
+
     def _fit_compare(
         self,
         X: pd.DataFrame,
@@ -273,6 +314,9 @@ class LeadScorer:
         allowed = [c for c in CANDIDATES if c in self.candidates] or ["scorecard"]
         best = max(metrics[c]["auc"] for c in allowed)
         chosen = next(c for c in allowed if metrics[c]["auc"] >= best - self.tie_tolerance)
+        if not best >= NO_SIGNAL_AUC:
+            self._fit_no_signal(y, metrics, best, n_fit=len(y_fit), y_val=y_val)
+            return
         self.calibrator_ = Calibrator(method=self.calibration, seed=seed).fit(logits[chosen], y_val)
         calibrated = self.calibrator_.predict(logits[chosen])
         if chosen in ("scorecard", "blend"):

@@ -157,3 +157,23 @@ def test_predict_and_explain_matches_the_two_calls(make: object) -> None:
     p, contrib = scorer.predict_and_explain(X)
     assert np.allclose(p, scorer.predict_proba(X), atol=1e-9)
     assert np.allclose(contrib, scorer.explain(X))
+
+
+def test_no_signal_falls_back_to_the_window_base_rate() -> None:
+    rng = np.random.default_rng(4)
+    n = 3000
+    X = pd.DataFrame(
+        {
+            "x1": rng.normal(size=n),
+            "x2": rng.normal(size=n),
+            "source": pd.Series(["web"] * n, dtype=object),
+        }
+    )
+    # pure noise, with a rate that drifts down over time (the validation slice is lowest)
+    rate = np.linspace(0.7, 0.5, n)
+    y = (rng.random(n) < rate).astype(int)
+    scorer = LeadScorer(gbm_params=FAST).fit(X, y, SPECS, order=np.arange(n))
+    assert scorer.chosen_ == "channel"
+    assert scorer.report_["ready"] == "not ready"
+    p = scorer.predict_proba(X)
+    assert np.allclose(p, y.mean(), atol=0.01)
