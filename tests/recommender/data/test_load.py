@@ -226,9 +226,8 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
 def test_wrong_encoding_names_the_row(tmp_path: Path) -> None:
     folder = tmp_path / "enc"
     folder.mkdir()
-    data = (
-        b"lead_id,created_at,city\nL1,2026-01-01,Paris\nL2,2026-01-02,"
-        + "Zürich\n".encode("latin-1")
+    data = b"lead_id,created_at,city\nL1,2026-01-01,Paris\nL2,2026-01-02," + "Zürich\n".encode(
+        "latin-1"
     )
     (folder / "leads.csv").write_bytes(data)
     err = error_of(folder)

@@ -158,20 +158,50 @@ class TestEngineContract:
             eng.affinity(team.x[:, :5])
 
 
-def test_lightfm_affinity_equals_lightfm_predict(team: Team) -> None:
-    eng = _fit("lightfm", team)
-    assert isinstance(eng, LightFMAffinity)
+@pytest.mark.parametrize("normalise", ["none", "l1"])
+def test_lightfm_affinity_equals_lightfm_predict(team: Team, normalise: str) -> None:
+    eng = LightFMAffinity(n_components=8, epochs=20, n_threads=1, normalise=normalise)
+    eng.fit(team.rep, np.arange(len(team.rep)), team.label, team.x, n_reps=team.n_reps)
     x = team.x[:40]
     ours = eng.affinity(x)
     lfm = eng.to_lightfm()
     from recommender.models.affinity import row_normalise
 
+    items_x = row_normalise(x) if normalise == "l1" else x
     users = np.repeat(np.arange(team.n_reps), 40)
     items = np.tile(np.arange(40), team.n_reps)
-    ref = lfm.predict(
-        users, items, user_features=eng.user_features_, item_features=row_normalise(x)
-    )
+    ref = lfm.predict(users, items, user_features=eng.user_features_, item_features=items_x)
     np.testing.assert_allclose(ours, ref.reshape(team.n_reps, 40).T, rtol=1e-4, atol=1e-4)
+
+
+def test_lightfm_sum_and_mean_differ_and_bad_normalise_raises(team: Team) -> None:
+    n = len(team.rep)
+    fits = {
+        norm: LightFMAffinity(n_components=8, epochs=20, n_threads=1, normalise=norm).fit(
+            team.rep, np.arange(n), team.label, team.x, n_reps=team.n_reps
+        )
+        for norm in ("none", "l1")
+    }
+    assert not np.allclose(fits["none"].affinity(team.x[:20]), fits["l1"].affinity(team.x[:20]))
+    with pytest.raises(ValueError, match="normalise"):
+        LightFMAffinity(normalise="l2").fit(
+            team.rep, np.arange(n), team.label, team.x, n_reps=team.n_reps
+        )
+
+
+def test_lightfm_folder_without_normalise_loads_as_mean(team: Team, tmp_path: Path) -> None:
+    """A model saved before ``normalise`` existed scored leads by the mean of features."""
+    import json
+
+    eng = LightFMAffinity(n_components=8, epochs=20, n_threads=1, normalise="l1")
+    eng.fit(team.rep, np.arange(len(team.rep)), team.label, team.x, n_reps=team.n_reps)
+    eng.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    del meta["params"]["normalise"]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    back = LightFMAffinity.load(tmp_path / "m")
+    assert back.normalise == "l1"
+    np.testing.assert_array_equal(back.affinity(team.x[:50]), eng.affinity(team.x[:50]))
 
 
 # --------------------------------------------------------------------- combiner
@@ -194,6 +224,17 @@ def test_combiner_uses_real_signal(engine: str, team: Team) -> None:
     assert rep["n_reps_seen"] == team.n_reps
     learned = _segment_means(model.predict_logit_adjustment(team.x), team.segment)
     assert np.corrcoef(learned.ravel(), team.affinity.ravel())[0, 1] > 0.6
+
+
+def test_rescale_keeps_the_validated_spread(team: Team) -> None:
+    """With ``rescale`` the refitted adjustment has the spread the strength was fitted on."""
+    plain = _combiner(team, rescale=False)
+    scaled = _combiner(team)
+    factor = scaled.report_["rescaled_by"]
+    assert factor > 0 and scaled.strength_ == pytest.approx(plain.strength_ * factor)
+    a = scaled.predict_logit_adjustment(team.x[:100])
+    b = plain.predict_logit_adjustment(team.x[:100])
+    np.testing.assert_allclose(a, b * factor, rtol=1e-4, atol=1e-5)
 
 
 def test_combiner_equals_global_score_without_rep_signal(flat_team: Team) -> None:

@@ -1,0 +1,124 @@
+"""FeatureEncoder: one indicator per column (and per crossed pair), round trips, crosses."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recommender.columns import Role
+from recommender.data.dataset import FeatureSpec
+from recommender.errors import NotFittedError
+from recommender.features import FeatureEncoder
+
+SPECS = [
+    FeatureSpec("industry", Role.CATEGORICAL),
+    FeatureSpec("employees", Role.NUMERIC),
+    FeatureSpec("country", Role.CATEGORICAL),
+    FeatureSpec("note", Role.TEXT),
+]
+
+
+def frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Leads: industry (3 levels), employees (numeric), country (20 levels), free text."""
+    rng = np.random.default_rng(seed)
+    emp = np.exp(rng.normal(5, 1.5, n))
+    emp[:10] = np.nan
+    ind = rng.choice(["software", "retail", "banking"], n).astype(object)
+    ind[10:15] = None
+    return pd.DataFrame(
+        {
+            "industry": ind,
+            "employees": emp,
+            "country": rng.choice([f"C{k}" for k in range(20)], n),
+            "note": ["x"] * n,
+        }
+    )
+
+
+def test_one_indicator_per_column_without_crosses() -> None:
+    df = frame()
+    enc = FeatureEncoder(cross_max_levels=0).fit(df, SPECS)
+    x = enc.transform(df)
+    assert x.shape == (len(df), enc.n_features_out) and x.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(x.sum(axis=1)).ravel(), 3.0)  # text is skipped
+    assert "industry = (missing)" in enc.labels_ and "employees = (missing)" in enc.labels_
+    row = x[10].indices  # industry missing
+    assert enc.labels_.index("industry = (missing)") in row
+
+
+def test_default_has_no_crosses() -> None:
+    """Crosses measured worse on the simulated team (bench/affinity_quality.py): off."""
+    df = frame()
+    assert FeatureEncoder().fit(df, SPECS).crosses_ == []
+
+
+def test_crosses_pair_low_cardinality_columns_only() -> None:
+    df = frame()
+    enc = FeatureEncoder(cross_max_levels=12).fit(df, SPECS)
+    names = [c["name"] for c in enc.columns_]
+    pairs = {(names[c["a"]], names[c["b"]]) for c in enc.crosses_}
+    assert pairs == {("industry", "employees")}  # country has 20 levels: not crossed
+    x = enc.transform(df)
+    np.testing.assert_array_equal(np.asarray(x.sum(axis=1)).ravel(), 4.0)
+    # the crossed indicator of a row names exactly its industry and its employees bin
+    cross_labels = [enc.labels_[j] for j in x[20].indices if " & " in enc.labels_[j]]
+    assert len(cross_labels) == 1
+    own = [enc.labels_[j] for j in x[20].indices if " & " not in enc.labels_[j]]
+    industry = next(s for s in own if s.startswith("industry"))
+    employees = next(s for s in own if s.startswith("employees"))
+    assert cross_labels[0] == f"{industry} & {employees}"
+
+
+def test_cross_rare_pairs_and_unseen_values_fall_into_other() -> None:
+    df = frame()
+    enc = FeatureEncoder(cross_max_levels=12, min_count=5).fit(df, SPECS)
+    new = pd.DataFrame({"industry": ["mining"], "employees": [50.0], "country": ["C1"]})
+    labels = [enc.labels_[j] for j in enc.transform(new).indices]
+    assert "industry = (other)" in labels
+    assert "industry & employees = (other)" in labels  # pair never seen in training
+
+
+def test_max_crosses_caps_and_prefers_fewest_levels() -> None:
+    rng = np.random.default_rng(1)
+    n = 300
+    df = pd.DataFrame(
+        {
+            "a": rng.choice(list("ab"), n),
+            "b": rng.choice(list("abc"), n),
+            "c": rng.choice(list("abcdef"), n),
+        }
+    )
+    specs = [FeatureSpec(c, Role.CATEGORICAL) for c in "abc"]
+    enc = FeatureEncoder(cross_max_levels=12, max_crosses=1).fit(df, specs)
+    assert [(c["a"], c["b"]) for c in enc.crosses_] == [(0, 1)]  # 2 x 3 is the smallest
+    assert len(FeatureEncoder(cross_max_levels=12).fit(df, specs).crosses_) == 3
+
+
+def test_round_trip_json_with_crosses() -> None:
+    df = frame()
+    enc = FeatureEncoder(cross_max_levels=12, n_bins=4).fit(df, SPECS)
+    back = FeatureEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    assert back.labels_ == enc.labels_
+    assert (back.transform(df) != enc.transform(df)).nnz == 0
+
+
+def test_old_dict_without_crosses_loads() -> None:
+    df = frame()
+    enc = FeatureEncoder(cross_max_levels=0).fit(df, SPECS)
+    old = {k: v for k, v in enc.to_dict().items() if "cross" not in k}
+    back = FeatureEncoder.from_dict(old)
+    assert back.crosses_ == [] and (back.transform(df) != enc.transform(df)).nnz == 0
+
+
+def test_absent_columns_are_missing_and_not_fitted_raises() -> None:
+    df = frame()
+    enc = FeatureEncoder(cross_max_levels=12).fit(df, SPECS)
+    x = enc.transform(pd.DataFrame(index=range(2)))
+    labels = [enc.labels_[j] for j in x[0].indices]
+    assert "industry = (missing)" in labels and "employees = (missing)" in labels
+    assert len(labels) == 4
+    with pytest.raises(NotFittedError):
+        FeatureEncoder().transform(df)
