@@ -21,8 +21,11 @@ class TrainConfig:
         n_threads: threads for model fitting and scoring. The default 1 keeps training
             bit-for-bit reproducible for a seed (LightFM's parallel SGD is not); more
             threads train faster on big data.
-        embedding: lookalike space: ``auto`` (affinity embedding where reps exist, else
-            contributions), ``affinity`` or ``contributions``.
+        embedding: lookalike space: ``contributions`` (each account's per-feature
+            contributions to the fit model's log-odds: "converts like") or ``affinity``
+            (the LightFM lead representation). Measured in notebooks/lookalikes.ipynb on
+            simulated teams, lift@10 % over held-out converters was 1.54 for
+            contributions against 1.27 for affinity, so contributions is the default.
         exact_threshold: catalogues up to this size use exact FAISS search.
         placebo: also fit the rep-permuted placebo during ``evaluate``.
     """
@@ -33,7 +36,7 @@ class TrainConfig:
     affinity_engine: str = "lightfm"
     n_components: int = 16
     n_threads: int = 1
-    embedding: str = "auto"
+    embedding: str = "contributions"
     exact_threshold: int = 50_000
     placebo: bool = True
 

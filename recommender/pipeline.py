@@ -304,10 +304,7 @@ def _fit_lookalike(
         inputs = X
     if len(ids) < 2:
         return None, kind
-    space = cfg.embedding
-    if space == "auto":
-        space = "affinity" if affinity is not None else "contributions"
-    if space == "affinity" and affinity is not None:
+    if cfg.embedding == "affinity" and affinity is not None:
         emb = affinity.engine_.lead_embeddings(encoder.transform(frame))
     else:
         emb = np.asarray(scorer.explain(inputs), dtype=np.float32)
