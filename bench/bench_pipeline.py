@@ -126,7 +126,7 @@ def main() -> None:
         lib, bare = score_in_process(root / f"m{args.big}", many / "leads.csv")
         rows.append((f"score {args.score_leads:,} leads in process (+grade, reasons)", lib,
                      bare, "<= 5 s"))
-    print(f"{"what":52s} {'leadrank s':>11s} {'bare libs s':>12s}  promise")
+    print(f"{'what':52s} {'leadrank s':>11s} {'bare libs s':>12s}  promise")
     for what, took, bare, promise in rows:
         bare_s = f"{bare:12.1f}" if bare is not None else f"{'-':>12s}"
         print(f"{what:52s} {took:11.1f} {bare_s}  {promise}")
