@@ -1,11 +1,15 @@
 """Load benchmark: POST /v1/route (one lead, 1,000 reps) next to a bare FastAPI endpoint.
 
-Both run under uvicorn (uvloop + httptools) on loopback, each in its own process, and are
-driven by the same async httpx client at the same concurrency, in the same run. The bare
-endpoint answers a constant JSON body of the same size as a route answer, so the gap is
-what scoring, routing and the database cost.
+Both run under uvicorn on loopback (``--loop``/``--http``, default uvloop + httptools,
+``--workers`` processes each), in their own processes, and are driven by the same async
+httpx client at the same concurrency, in the same run. The bare endpoint answers a
+constant JSON body of the same size as a route answer, so the gap is what scoring,
+routing and the database cost. A last line times the library alone in this process
+(``leads_from_records`` + ``ModelBundle.route`` for one lead, one thread): its ms per
+request bound what any server can do on this machine.
 
     python bench/bench_service.py [--requests 3000] [--concurrency 32] [--db URL]
+        [--workers N] [--loop uvloop|asyncio] [--http httptools|h11] [--repeat R]
 
 The model (1,000 reps) is simulated and trained once into ``--work`` and reused.
 """
@@ -28,37 +32,44 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 from service.cli_support import create_key  # noqa: E402
 
 BARE_APP = textwrap.dedent(
     """
+    import os
     import sys
     from pathlib import Path
     import uvicorn
     from fastapi import FastAPI, Response
 
-    BODY = Path(sys.argv[2]).read_bytes()
+    BODY = Path(os.environ["BARE_BODY"]).read_bytes()
     app = FastAPI()
 
     @app.post("/bare")
     async def bare() -> Response:
         return Response(BODY, media_type="application/json")
 
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop",
-                http="httptools", log_level="warning")
+    if __name__ == "__main__":
+        port, workers, loop, http = sys.argv[1:5]
+        uvicorn.run("bare_app:app", host="127.0.0.1", port=int(port), workers=int(workers),
+                    loop=loop, http=http, log_level="warning")
     """
 )
 
 SERVICE_APP = textwrap.dedent(
     """
     import sys
-    from pathlib import Path
-    from service.cli_support import serve
-    serve(Path(sys.argv[2]), sys.argv[3], "127.0.0.1", int(sys.argv[1]), log_level="warning")
+    import uvicorn
+    port, workers, loop, http = sys.argv[1:5]
+    uvicorn.run("service.main:app_from_env", factory=True, host="127.0.0.1", port=int(port),
+                workers=int(workers), loop=loop, http=http, log_level="warning")
     """
 )
 
@@ -87,10 +98,33 @@ def build_model(work: Path, n_reps: int, n_leads: int) -> Path:
     return model
 
 
-def start(code: str, *args: str) -> subprocess.Popen[bytes]:
-    """Run ``code`` in a new Python process with ``args`` (cwd: the repository root)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+def start(code: str, *args: str, **env_vars: str) -> subprocess.Popen[bytes]:
+    """Run ``code`` in a new Python process with ``args`` and extra environment variables.
+
+    The working directory is the repository root; ``bare_app`` (the bare endpoint) is
+    importable from ``env_vars["BARE_DIR"]`` when given (uvicorn workers import it).
+    """
+    path = os.pathsep.join([str(ROOT), env_vars.get("BARE_DIR", "")])
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1", **env_vars)
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env)
+
+
+def library_ms(model: Path, template: dict[str, Any], n: int = 300) -> tuple[float, float]:
+    """Median and mean ms of ``leads_from_records`` + ``route`` for one lead (one thread)."""
+    from recommender.pipeline import ModelBundle
+
+    bundle = ModelBundle.load(model)
+    reps = bundle.reps.copy()
+    reps["capacity"] = pd.array([None] * len(reps), dtype="Int64")
+    times = []
+    for i in range(n + 20):
+        record = lead(2 * 10**7 + i, template)
+        t = time.perf_counter()
+        leads = bundle.leads_from_records([record])
+        bundle.route(leads, reps=reps, used={}, events=None, seed=i, n_alternatives=3)
+        times.append(time.perf_counter() - t)
+    times = sorted(times[20:])
+    return statistics.median(times) * 1e3, statistics.fmean(times) * 1e3
 
 
 def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -160,7 +194,12 @@ def main() -> None:
     ap.add_argument("--leads", type=int, default=20000, help="leads simulated for training")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "leadrank-bench")
     ap.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn processes per server")
+    ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
+    ap.add_argument("--http", default="httptools", choices=["httptools", "h11"])
+    ap.add_argument("--repeat", type=int, default=1, help="measure each server this many times")
     args = ap.parse_args()
+    threadpool_limits(1)
 
     args.work.mkdir(parents=True, exist_ok=True)
     model = build_model(args.work, args.reps, args.leads)
@@ -170,7 +209,14 @@ def main() -> None:
         template = {k: v for k, v in next(csv.DictReader(fh)).items() if v}
 
     port_s, port_b = free_port(), free_port()
-    service = start(SERVICE_APP, str(port_s), str(model), db)
+    serving = [str(args.workers), args.loop, args.http]
+    service = start(
+        SERVICE_APP,
+        str(port_s),
+        *serving,
+        LEADRANK_MODEL_PATH=str(model.resolve()),
+        LEADRANK_DATABASE_URL=db,
+    )
     procs = [service]
     try:
         base = f"http://127.0.0.1:{port_s}"
@@ -188,29 +234,51 @@ def main() -> None:
                 )
             sample = c.post("/v1/route", json={"leads": [lead(10**7, template)]}, headers=auth)
             sample.raise_for_status()
+        bare_dir = args.work / "bare"
+        bare_dir.mkdir(exist_ok=True)
+        (bare_dir / "bare_app.py").write_text(BARE_APP)
         constant = args.work / "constant.json"
         constant.write_bytes(sample.content)
-        bare = start(BARE_APP, str(port_b), str(constant))
+        bare = start(
+            BARE_APP, str(port_b), *serving, BARE_BODY=str(constant), BARE_DIR=str(bare_dir)
+        )
         procs.append(bare)
         wait_up(f"http://127.0.0.1:{port_b}/docs", bare)
 
-        bodies = [json.dumps({"leads": [lead(i, template)]}).encode() for i in range(args.requests)]
-        warm = [json.dumps({"leads": [lead(10**7 + i, template)]}).encode() for i in range(200)]
         print(
             f"POST one lead, {args.reps} reps, {args.requests} requests, concurrency "
-            f"{args.concurrency}, answer {len(sample.content)} bytes, db {db.split(':')[0]}"
+            f"{args.concurrency}, answer {len(sample.content)} bytes, db {db.split(':')[0]}, "
+            f"{args.workers} worker(s) {args.loop} + {args.http}"
         )
-        asyncio.run(drive(f"http://127.0.0.1:{port_b}/bare", warm, auth, args.concurrency))
-        bare_row = report(
-            "bare FastAPI constant",
-            *asyncio.run(drive(f"http://127.0.0.1:{port_b}/bare", bodies, auth, args.concurrency)),
+        urls = {"bare FastAPI constant": f"http://127.0.0.1:{port_b}/bare"}
+        urls["POST /v1/route"] = base + "/v1/route"
+        offset = 0
+        rows: dict[str, list[float]] = {name: [] for name in urls}
+        for r in range(args.repeat):
+            for name, url in urls.items():
+                warm = [
+                    json.dumps({"leads": [lead(offset + i, template)]}).encode() for i in range(200)
+                ]
+                bodies = [
+                    json.dumps({"leads": [lead(offset + 200 + i, template)]}).encode()
+                    for i in range(args.requests)
+                ]
+                offset += 200 + args.requests
+                asyncio.run(drive(url, warm, auth, args.concurrency))
+                measured = asyncio.run(drive(url, bodies, auth, args.concurrency))
+                rows[name].append(report(f"{name} #{r + 1}", *measured)["rps"])
+        bare_rps, route_rps = rows["bare FastAPI constant"], rows["POST /v1/route"]
+        ratios = [r / b for r, b in zip(route_rps, bare_rps, strict=True)]
+        print(
+            f"route / bare throughput: {min(ratios):.1%} .. {max(ratios):.1%} "
+            f"(route {min(route_rps):.0f}..{max(route_rps):.0f} req/s, "
+            f"bare {min(bare_rps):.0f}..{max(bare_rps):.0f} req/s)"
         )
-        asyncio.run(drive(base + "/v1/route", warm, auth, args.concurrency))
-        route_row = report(
-            "POST /v1/route",
-            *asyncio.run(drive(base + "/v1/route", bodies, auth, args.concurrency)),
+        median, mean = library_ms(model, template)
+        print(
+            f"library alone (leads_from_records + route, 1 thread): median {median:.1f} ms, "
+            f"mean {mean:.1f} ms -> at most {1e3 / mean:.0f} req/s per core"
         )
-        print(f"route / bare throughput: {route_row['rps'] / bare_row['rps']:.1%}")
     finally:
         for p in procs:
             p.terminate()

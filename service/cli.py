@@ -83,8 +83,9 @@ def demo(
     """
     from service.cli_support import demo as run_demo
 
-    run_demo(folder, host=host, port=port, n_leads=leads, n_reps=reps,
-             echo=lambda line: typer.echo(line))
+    run_demo(
+        folder, host=host, port=port, n_leads=leads, n_reps=reps, echo=lambda line: typer.echo(line)
+    )
 
 
 def main() -> None:

@@ -65,6 +65,10 @@ def serve(
             until ``POST /v1/admin/reload``).
         db_url: SQLAlchemy URL; ``None`` means :func:`default_db_url`.
         workers: uvicorn worker processes sharing the port (each loads the model).
+            Keep uvloop for ``workers > 1``: uvicorn binds that listener itself with
+            ``proto=0``, and the plain asyncio loop then leaves Nagle on for accepted
+            connections (uvicorn issue 3149), which adds ~42 ms to every keep-alive
+            request after the first; uvloop sets ``TCP_NODELAY`` regardless.
 
     Raises:
         recommender.errors.ModelFolderError: (at startup) the model folder is unusable.

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
         model_path: model folder loaded at start; ``None`` starts without a model (not ready).
         host, port: where ``leadrank serve`` listens.
         workers: uvicorn worker processes (``SO_REUSEPORT`` siblings via uvicorn).
+        threads: most requests a worker runs at once in its thread pool (the handlers
+            are CPU-bound under one GIL: more threads add switching, not throughput).
         max_body_bytes: larger request bodies are answered 413.
         max_items: most leads / outcomes / events / seeds in one request body.
         max_limit: largest ``limit`` / ``k`` a caller may ask for.
@@ -39,6 +41,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
+    threads: int = Field(default=4, ge=1, le=1000)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_items: int = Field(default=5000, ge=1)
     max_limit: int = Field(default=1000, ge=1)

@@ -86,7 +86,7 @@ async def authenticate(
     if role is None:
         role = await run_in_threadpool(_lookup, runtime, credentials.credentials)
         if role is None:
-            raise _unauthorized("unknown API key")
+            raise _unauthorized("unknown API key in the Authorization header")
         runtime.keys.put(key_hash, role)
     return Principal(role)
 

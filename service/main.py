@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         runtime = await run_in_threadpool(_start, settings, metrics)
         app.state.runtime = runtime
         yield {"runtime": runtime}

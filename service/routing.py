@@ -14,6 +14,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, text
 
@@ -60,8 +61,26 @@ def _current_reps(conn: Connection, model: Loaded) -> pd.DataFrame:
 
 
 def _days(leads: pd.DataFrame) -> list[str]:
-    created = pd.to_datetime(leads[Columns.CREATED], errors="coerce")
-    return sorted(set(created.dropna().dt.strftime("%Y-%m-%d")))
+    """The ``YYYY-MM-DD`` days the leads were created on (their capacity days)."""
+    created = leads[Columns.CREATED]
+    if not pd.api.types.is_datetime64_any_dtype(created):
+        created = pd.to_datetime(created, errors="coerce")
+    if isinstance(created.dtype, pd.DatetimeTZDtype):
+        created = created.dt.tz_localize(None)  # the day on the lead's own clock
+    days = created.dropna().to_numpy().astype("datetime64[D]")
+    return [str(d) for d in np.unique(days)]
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """``frame.to_dict("records")`` in a fifth of the time on a one-row frame."""
+    columns = [str(c) for c in frame.columns]
+    values = []
+    for _, column in frame.items():
+        cells = column.tolist()
+        if isinstance(column.dtype, pd.api.extensions.ExtensionDtype):
+            cells = [None if v is pd.NA else v for v in cells]  # as to_dict answers
+        values.append(cells)
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def _float(value: Any) -> float | None:
@@ -166,7 +185,7 @@ def _plan(
         holdout=settings.route_holdout,
         n_alternatives=N_ALTERNATIVES,
     )
-    return {str(p["lead_id"]): {str(k): v for k, v in p.items()} for p in plan.to_dict("records")}
+    return {str(p["lead_id"]): p for p in _records(plan)}
 
 
 def _store(
@@ -201,7 +220,9 @@ def _store(
                     raise
                 rows.append(_unassigned(plans[i], model.version))
         repo.insert_assignments(conn, rows)
-        stored = repo.assignments_of(conn, ids)
+        stored = {row["lead_id"]: row for row in rows}
+        old = [i for i in ids if i not in stored]  # routed before: their first assignment
+        stored.update(repo.assignments_of(conn, old))
     return schemas.RouteResponse(assignments=[_out(stored[i]) for i in ids])
 
 

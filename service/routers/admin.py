@@ -23,7 +23,7 @@ def reload(_: Admin, request: schemas.ReloadRequest, runtime: RuntimeDep) -> sch
 
 
 @router.put(
-    "/reps/{rep_id}",
+    "/reps/{rep_id:path}",
     response_model=schemas.RepOut,
     responses={404: {"model": schemas.Problem, "description": "unknown rep"}},
 )

@@ -13,7 +13,7 @@ router = APIRouter(prefix="/v1", tags=["reps"])
 
 
 @router.get(
-    "/reps/{rep_id}/leads",
+    "/reps/{rep_id:path}/leads",
     response_model=schemas.RepLeadsResponse,
     responses={404: {"model": schemas.Problem, "description": "unknown rep"}},
 )

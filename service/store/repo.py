@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from recommender.columns import Outcome
@@ -30,6 +30,40 @@ def _insert(conn: Connection, table: Any) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+# Statements run on every route request, built once: building a statement and its cache
+# key each time cost about as much as running it on SQLite.
+_DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_USED = select(RepDayLoad.rep_id, RepDayLoad.day, RepDayLoad.count).where(
+    RepDayLoad.day.in_(bindparam("days", expanding=True))
+)
+_STAMP = select(func.max(Rep.updated_at), func.count()).select_from(Rep)
+_CLAIM_ROW = {
+    name: make(RepDayLoad).on_conflict_do_nothing() for name, make in _DIALECT_INSERTS.items()
+}
+_CLAIM = (
+    update(RepDayLoad)
+    .where(
+        RepDayLoad.rep_id == bindparam("rep"),
+        RepDayLoad.day == bindparam("on_day"),
+        exists(
+            select(Rep.rep_id).where(
+                Rep.rep_id == bindparam("rep"),
+                Rep.active.is_(True),
+                or_(Rep.capacity.is_(None), RepDayLoad.count < Rep.capacity),
+            )
+        ),
+    )
+    .values(count=RepDayLoad.count + 1)
+)
+_NEW_LEADS = {
+    name: make(Lead).on_conflict_do_nothing().returning(Lead.lead_id)
+    for name, make in _DIALECT_INSERTS.items()
+}
+_EVENTS = select(EventRow.lead_id, EventRow.event, EventRow.at, EventRow.weight).where(
+    EventRow.lead_id.in_(bindparam("ids", expanding=True))
+)
 
 
 def sync_reps(conn: Connection, reps: Iterable[tuple[str, int | None, bool]]) -> None:
@@ -53,11 +87,7 @@ def used_counts(conn: Connection, days: Sequence[str]) -> dict[tuple[str, str], 
     """Leads already given to each rep on ``days``: ``{(rep_id, day): count}``."""
     if not days:
         return {}
-    rows = conn.execute(
-        select(RepDayLoad.rep_id, RepDayLoad.day, RepDayLoad.count).where(
-            RepDayLoad.day.in_(list(days))
-        )
-    )
+    rows = conn.execute(_USED, {"days": list(days)})
     return {(str(r), str(d)): int(n) for r, d, n in rows}
 
 
@@ -68,25 +98,14 @@ def claim_capacity(conn: Connection, rep_id: str, day: str) -> bool:
     capacity and ``active`` in the same statement: atomic under concurrency on both
     databases (the row lock makes a second writer re-check the condition).
     """
-    conn.execute(
-        _insert(conn, RepDayLoad).values(rep_id=rep_id, day=day, count=0).on_conflict_do_nothing()
-    )
-    rep = select(Rep.rep_id).where(
-        Rep.rep_id == rep_id,
-        Rep.active.is_(True),
-        or_(Rep.capacity.is_(None), RepDayLoad.count < Rep.capacity),
-    )
-    result = conn.execute(
-        update(RepDayLoad)
-        .where(RepDayLoad.rep_id == rep_id, RepDayLoad.day == day, exists(rep))
-        .values(count=RepDayLoad.count + 1)
-    )
+    conn.execute(_CLAIM_ROW[conn.dialect.name], {"rep_id": rep_id, "day": day, "count": 0})
+    result = conn.execute(_CLAIM, {"rep": rep_id, "on_day": day})
     return bool(result.rowcount == 1)
 
 
 def reps_stamp(conn: Connection) -> tuple[Any, int]:
     """``(latest updated_at, number of reps)``: changes whenever a rep row changes."""
-    row = conn.execute(select(func.max(Rep.updated_at), func.count()).select_from(Rep)).one()
+    row = conn.execute(_STAMP).one()
     return row[0], int(row[1])
 
 
@@ -95,23 +114,14 @@ def claim_leads(conn: Connection, leads: Sequence[tuple[str, str, dict[str, Any]
 
     A lead already stored (routed before, or by a concurrent request) is left as it is:
     routing the same lead twice returns its first assignment and takes no capacity.
+    One ``INSERT ... ON CONFLICT DO NOTHING RETURNING lead_id`` (SQLite >= 3.35 and
+    PostgreSQL): the ids it returns are the new ones.
     """
     if not leads:
         return set()
-    ids = [lead_id for lead_id, _, _ in leads]
-    before = set(conn.execute(select(Lead.lead_id).where(Lead.lead_id.in_(ids))).scalars().all())
     now = utcnow()
-    fresh = [
-        {"lead_id": i, "day": d, "record": r, "received_at": now}
-        for i, d, r in leads
-        if i not in before
-    ]
-    new: set[str] = set()
-    for row in fresh:
-        result = conn.execute(_insert(conn, Lead).values(row).on_conflict_do_nothing())
-        if result.rowcount == 1:
-            new.add(str(row["lead_id"]))
-    return new
+    rows = [{"lead_id": i, "day": d, "record": r, "received_at": now} for i, d, r in leads]
+    return {str(i) for i in conn.execute(_NEW_LEADS[conn.dialect.name], rows).scalars()}
 
 
 def insert_assignments(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -218,9 +228,5 @@ def events_of(conn: Connection, lead_ids: Sequence[str]) -> list[tuple[str, str,
     """
     if not lead_ids:
         return []
-    rows = conn.execute(
-        select(EventRow.lead_id, EventRow.event, EventRow.at, EventRow.weight).where(
-            EventRow.lead_id.in_(list(lead_ids))
-        )
-    )
+    rows = conn.execute(_EVENTS, {"ids": list(lead_ids)})
     return [(str(i), str(e), a, 1.0 if w is None else float(w)) for i, e, a, w in rows]

@@ -74,3 +74,75 @@ def test_malformed_bodies_never_500(server: Server, path: str, data: st.DataObje
 def test_malformed_rep_list_queries_never_500(server: Server, rep: str, limit: Any) -> None:
     with server.client("admin") as c:
         _check(c.get(f"/v1/reps/{quote(rep, safe='')}/leads", params={"limit": limit}))
+
+
+# Regressions found by bench/fuzz_service.py: each answered a 4xx that named no field.
+def _body_field_422(response: Any) -> None:
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert [item["field"] for item in detail] == ["body"], detail
+    assert detail[0]["type"] == "json_invalid" and "not valid JSON" in detail[0]["msg"]
+
+
+def test_body_that_is_not_utf8_is_422_naming_the_body(server: Server) -> None:
+    # FastAPI answered 400 "There was an error parsing the body"
+    with server.client("admin") as c:
+        body = b'{"leads": [{"lead_id": "\xff"}]}'
+        r = c.post("/v1/score", content=body, headers={"content-type": "application/json"})
+    _body_field_422(r)
+    assert "UTF-8" in r.json()["detail"][0]["msg"]
+
+
+def test_body_nested_too_deeply_is_422_naming_the_body(server: Server) -> None:
+    body = b'{"leads": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+    with server.client("admin") as c:
+        r = c.post("/v1/route", content=body, headers={"content-type": "application/json"})
+    _body_field_422(r)
+
+
+def test_integer_of_5000_digits_is_422_naming_the_body(server: Server) -> None:
+    body = b'{"seeds": ["a"], "k": ' + b"9" * 5000 + b"}"
+    with server.client("admin") as c:
+        r = c.post("/v1/lookalikes", content=body, headers={"content-type": "application/json"})
+    _body_field_422(r)
+
+
+def test_json_syntax_error_names_the_body_not_a_character_offset(server: Server) -> None:
+    # the field was "[9]": FastAPI puts the character offset where the field name belongs
+    with server.client("admin") as c:
+        r = c.post(
+            "/v1/score", content=b'{"leads": [', headers={"content-type": "application/json"}
+        )
+    _body_field_422(r)
+    assert "at character" in r.json()["detail"][0]["msg"]
+
+
+def test_unknown_key_names_the_authorization_header(server: Server) -> None:
+    with server.client() as c:
+        r = c.get("/readyz", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and "Authorization" in r.json()["detail"]
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_unknown_path_and_method_name_the_path(server: Server) -> None:
+    with server.client("admin") as c:
+        missing = c.get("/v1/nowhere")
+        wrong = c.delete("/v1/score")
+    assert missing.status_code == 404 and "'/v1/nowhere'" in missing.json()["detail"]
+    assert wrong.status_code == 405 and "'/v1/score'" in wrong.json()["detail"]
+
+
+def test_rep_id_with_a_slash_is_404_naming_the_rep(server: Server) -> None:
+    # "/" in a rep id ("team/alice") matched no route: a bare 404 "Not Found"
+    with server.client("admin") as c:
+        listed = c.get(f"/v1/reps/{quote('team/alice', safe='')}/leads")
+        updated = c.put(f"/v1/admin/reps/{quote('team/alice', safe='')}", json={"capacity": 3})
+    assert listed.status_code == 404 and "'team/alice'" in listed.json()["detail"]
+    assert updated.status_code == 404 and "'team/alice'" in updated.json()["detail"]
+
+
+def test_rep_routes_still_work_for_a_known_rep(server: Server) -> None:
+    rep = server.reps[2]
+    with server.client("admin") as c:
+        listed = c.get(f"/v1/reps/{rep}/leads")
+    assert listed.status_code == 200 and listed.json()["rep_id"] == rep
