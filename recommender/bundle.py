@@ -113,7 +113,7 @@ class ModelBundle:
             DataError: a missing ``lead_id``/``created_at``, duplicate id, bad date, or a
                 bad value in a column ``schema.toml`` declared numeric.
         """
-        return parse_leads(raw, self.schema.roles, self.schema.missing)
+        return parse_leads(raw, self.schema.roles, self.schema.missing, infer=False)
 
     def read_leads_csv(self, path: Path | str) -> pd.DataFrame:
         """Read and type a leads CSV file (the contract's ``leads.csv`` columns).

@@ -223,7 +223,7 @@ def fit_bundle(
     return ModelBundle(
         config=cfg,
         manifest=info,
-        schema=Schema(roles={k: v for k, v in ds.roles.items()}, missing=ds.missing_values),
+        schema=Schema(roles=dict(ds.declared_roles), missing=ds.missing_values),
         features=ds.features,
         rep_attributes=ds.rep_attributes,
         reps=reps,

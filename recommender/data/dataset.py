@@ -52,6 +52,8 @@ class Dataset:
         missing_values: placeholders read as missing (``schema.toml`` ``[missing]``).
         roles: the role of every column that has one, as ``schema.toml`` or inference
             decided it.
+        declared_roles: the roles ``schema.toml`` declares (only these make a bad value
+            an error when new leads are scored).
     """
 
     leads: pd.DataFrame
@@ -64,6 +66,7 @@ class Dataset:
     rep_attributes: tuple[FeatureSpec, ...] = ()
     missing_values: tuple[str, ...] = ()
     roles: dict[str, str] = field(default_factory=dict)
+    declared_roles: dict[str, str] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:

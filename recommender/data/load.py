@@ -58,16 +58,23 @@ def type_columns(
 
 
 def parse_leads(
-    frame: pd.DataFrame, roles: dict[str, str], missing: tuple[str, ...]
+    frame: pd.DataFrame,
+    roles: dict[str, str],
+    missing: tuple[str, ...],
+    *,
+    infer: bool = True,
 ) -> pd.DataFrame:
     """Validate and type a leads table of strings (a ``leads.csv`` or leads to score).
 
-    ``roles`` gives the role of known feature columns; a column it does not name is
-    typed by inference. Returns a new frame with ``lead_id`` and ``created_at`` typed.
+    ``roles`` gives the role of known columns. With ``infer`` (a dataset being loaded),
+    a column it does not name is typed by inference. Without (leads scored by a trained
+    model, whose feature frame coerces each column to its learned role), only columns
+    ``roles`` declares numeric are parsed as numbers; the rest stay strings with missing
+    placeholders as None. Returns a new frame with ``lead_id`` and ``created_at`` typed.
 
     Raises:
         DataError: missing ``lead_id``/``created_at`` column, empty or duplicate id,
-            unparsable date or number.
+            unparsable date, or a bad number in a column declared numeric.
     """
     require_columns(frame, [Columns.LEAD, Columns.CREATED])
     out = frame.copy()
@@ -77,8 +84,11 @@ def parse_leads(
     if Columns.ACCOUNT in out.columns:
         out[Columns.ACCOUNT] = parse_ids(out, Columns.ACCOUNT, unique=False, required=False)
     free = [c for c in out.columns if c not in LEAD_RESERVED]
-    schema = Schema(roles=roles, missing=missing)
-    full_roles = {c: roles.get(c) or infer_role(out[c], c, schema) for c in free}
+    if infer:
+        schema = Schema(roles=roles, missing=missing)
+        full_roles = {c: roles.get(c) or infer_role(out[c], c, schema) for c in free}
+    else:
+        full_roles = {c: roles.get(c, Role.CATEGORICAL) for c in free}
     typed = type_columns(out, free, full_roles, missing)
     typed.attrs = {}  # row numbers are only needed while parsing; pandas copies attrs often
     return typed
@@ -344,4 +354,5 @@ def load_dataset(folder: Path | str, *, accounts: Path | str | None = None) -> D
         rep_attributes=tuple(rep_specs),
         missing_values=schema.missing,
         roles={**roles, **acc_roles, **rep_roles},
+        declared_roles=dict(schema.roles),
     )

@@ -217,3 +217,22 @@ def test_lookalike_rep_seeds_and_filters(bundle: ModelBundle, team: Path) -> Non
         bundle.lookalike(["A00001"], 5, where={"no_such_column": "x"})
     with pytest.raises(UnknownIdError):
         bundle.lookalike(rep="NOBODY")
+
+
+def test_only_declared_numeric_columns_reject_bad_values(team: Path, tmp_path: Path) -> None:
+    data = tmp_path / "declared"
+    data.mkdir()
+    for f in team.iterdir():
+        if f.is_file():
+            (data / f.name).write_bytes(f.read_bytes())
+    (data / "schema.toml").write_text('[columns]\nform_fill_seconds = "numeric"\n')
+    bundle = train(data)
+    ok = bundle.leads_from_records(
+        [{"lead_id": "N1", "created_at": "2026-11-20", "pages_first_visit": "lots"}]
+    )
+    assert bundle.score(ok)["probability"].between(0, 1).all()  # inferred numeric: coerced
+    with pytest.raises(DataError) as info:
+        bundle.leads_from_records(
+            [{"lead_id": "N2", "created_at": "2026-11-20", "form_fill_seconds": "slow"}]
+        )
+    assert info.value.column == "form_fill_seconds"
