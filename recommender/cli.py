@@ -27,7 +27,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 app = typer.Typer(
     name="leadrank",
     help="Personalised lead scoring, per-rep ranking, routing and lookalikes from your CRM "
-    "history. Run `leadrank COMMAND --help` for each command, with an example.",
+    "history. Run `leadrank COMMAND --help` for each command, with an example.\n\n"
+    "Example: leadrank simulate ./team && leadrank train ./team --out ./model && "
+    "leadrank score ./model ./team/leads.csv",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -133,14 +135,16 @@ def train(
     bundle = run_train(data, out, until=cut, config=cfg, progress=step_printer("train"))
     window = bundle.manifest["training_window"]
     report = bundle.manifest["metrics"]["lead_score"]
-    ready = report.get("ready")
-    verdict = ready.get("verdict") if isinstance(ready, dict) else ready
+    affinity = bundle.manifest["metrics"].get("affinity") or {}
     typer.echo(
         f"wrote {out}: {window['n_leads']} leads ({window['n_converted']} converted), "
-        f"{len(bundle.model_reps)} reps with affinity, lead model "
-        f"'{report.get('chosen')}' (readiness: {verdict})",
+        f"lead model '{report.get('chosen')}', readiness: {report.get('ready')}; "
+        f"per-rep strength {affinity.get('strength', 0.0):.2f} over "
+        f"{len(bundle.model_reps)} reps (0 = no significant per-rep signal yet)",
         err=True,
     )
+    for reason in report.get("reasons", []):
+        typer.echo(f"  - {reason}", err=True)
 
 
 def _parse_time(value: str, option: str) -> pd.Timestamp:
@@ -340,6 +344,8 @@ def lookalike(
         rep=rep,
     )
     id_col = Columns.ACCOUNT if bundle.lookalike_kind == "account" else Columns.LEAD
+    if out.empty:
+        typer.echo("no account or lead passes the filters", err=True)
     write_csv(out.rename(columns={"id": id_col}))
 
 

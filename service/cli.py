@@ -69,7 +69,12 @@ def demo(
     folder: Annotated[
         Path, typer.Option(help="Where the demo data, model and database live (reused).")
     ] = Path("leadrank-demo"),
-    leads: Annotated[int, typer.Option(help="Leads to simulate.")] = 3000,
+    leads: Annotated[
+        int,
+        typer.Option(
+            help="Leads to simulate (20,000 give the per-rep model enough history to matter)."
+        ),
+    ] = 20000,
     reps: Annotated[int, typer.Option(help="Reps to simulate.")] = 12,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,

@@ -120,7 +120,7 @@ def demo(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    n_leads: int = 3000,
+    n_leads: int = 20000,
     n_reps: int = 12,
     seed: int = 0,
     echo: Callable[[str], None] = print,

@@ -21,6 +21,7 @@ from recommender.columns import Columns, Outcome
 from recommender.config import TrainConfig
 from recommender.data.dataset import Dataset
 from recommender.data.load import load_dataset
+from recommender.errors import DataError
 from recommender.evaluation import metrics as M
 from recommender.evaluation.report import leakage_warnings, to_jsonable, validate_contract_json
 from recommender.models.affinity import placebo_gain
@@ -236,6 +237,12 @@ def evaluate(
     split = pd.Timestamp(split_time)
     split = split.tz_convert(None) if split.tzinfo is not None else split
     train = restrict(ds, split)
+    if train.leads.empty:
+        raise DataError(
+            f"no lead was created before --split-time {split.isoformat()}: nothing to train on",
+            file="leads.csv",
+            column="created_at",
+        )
     test = ds.subset(ds.leads[Columns.CREATED].to_numpy() >= np.datetime64(split))
     bundle = fit_bundle(train, config=cfg, progress=say)
     say("measuring")

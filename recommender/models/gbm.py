@@ -117,6 +117,9 @@ class GradientBoosting:
         self.extra_params = extra_params
         self.booster_: lgb.Booster | None = None
         self._paths: tuple[sp.csr_matrix, np.ndarray, float] | None = None
+        self.neutral_: dict[str, float] = {}
+        self.seen_missing_: list[str] = []
+        self.seen_other_: list[str] = []
         self.feature_names_: list[str] = []
         self.roles_: list[str] = []
         self.levels_: dict[str, list[str]] = {}
@@ -221,6 +224,7 @@ class GradientBoosting:
             if s.role == Role.CATEGORICAL
         }
         matrix = self._matrix(X)
+        self.neutral_ = self._neutral_values(matrix, labels)
         cat_idx = [j for j, r in enumerate(self.roles_) if r == Role.CATEGORICAL]
         rounds, small = self._choose_rounds(matrix, labels, cat_idx, order)
         params = self._lgb_params(len(X), small)
@@ -266,11 +270,62 @@ class GradientBoosting:
         best = max(1, int(booster.best_iteration or self.n_estimators))
         return max(1, round(best * self.refit_round_scale)), False
 
+    def _neutral_values(self, matrix: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """For each column, the value standing in for a state never seen in training.
+
+        A tree sends a value it never saw (a missing cell where training had none, or a
+        category code it never trained on) down an arbitrary side of each split, which
+        can be worth +50 points. Such values get a neutral stand-in instead: the median
+        of a numeric column, and for a categorical column the level whose training
+        conversion rate is closest to the overall rate (among levels with 20+ rows).
+        """
+        out: dict[str, float] = {}
+        overall = float(labels.mean()) if labels.size else 0.5
+        for j, (name, role) in enumerate(zip(self.feature_names_, self.roles_, strict=True)):
+            col = matrix[:, j]
+            seen = col[~np.isnan(col)]
+            if seen.size == 0:
+                continue
+            if role == Role.NUMERIC:
+                out[name] = float(np.median(seen))
+                continue
+            codes, counts = np.unique(seen, return_counts=True)
+            rates = np.array([labels[col == c].mean() for c in codes])
+            ok = counts >= min(20, counts.max())
+            best = np.argmin(np.where(ok, np.abs(rates - overall), np.inf))
+            out[name] = float(codes[best])
+        self.seen_missing_ = [
+            name for j, name in enumerate(self.feature_names_) if np.isnan(matrix[:, j]).any()
+        ]
+        self.seen_other_ = [
+            name
+            for j, (name, role) in enumerate(zip(self.feature_names_, self.roles_, strict=True))
+            if role == Role.CATEGORICAL and (matrix[:, j] == len(self.levels_[name])).any()
+        ]
+        return out
+
     def _checked_matrix(self, X: pd.DataFrame) -> np.ndarray:
-        """Check fitted state and columns, then return the design matrix of ``X``."""
+        """Check fitted state and columns, then return the design matrix of ``X``.
+
+        Values never seen in training are replaced by the column's neutral stand-in
+        (see :meth:`_neutral_values`); missing cells and the "other" category keep their
+        learned meaning where training had them.
+        """
         require_fitted(self, "booster_")
         check_frame(X, self.feature_names_)
-        return self._matrix(X)
+        matrix = self._matrix(X)
+        if not self.neutral_:
+            return matrix
+        missing_ok, other_ok = set(self.seen_missing_), set(self.seen_other_)
+        for j, (name, role) in enumerate(zip(self.feature_names_, self.roles_, strict=True)):
+            if name not in self.neutral_:
+                continue
+            col = matrix[:, j]
+            unseen = np.zeros(col.shape, dtype=bool) if name in missing_ok else np.isnan(col)
+            if role == Role.CATEGORICAL and name not in other_ok:
+                unseen |= col == len(self.levels_[name])
+            col[unseen] = self.neutral_[name]
+        return matrix
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Return the raw log-odds per row, shape ``(n,)``.
@@ -390,6 +445,9 @@ class GradientBoosting:
                 "levels": self.levels_,
                 "best_round": self.best_round_,
                 "base_value": self.base_value_,
+                "neutral": self.neutral_,
+                "seen_missing": self.seen_missing_,
+                "seen_other": self.seen_other_,
             },
         )
 
@@ -414,4 +472,8 @@ class GradientBoosting:
         model.levels_ = {str(k): [str(x) for x in v] for k, v in body["levels"].items()}
         model.best_round_ = int(body["best_round"])
         model.base_value_ = float(body["base_value"])
+        # folders written before neutral stand-ins existed predict as they always did
+        model.neutral_ = {str(k): float(v) for k, v in body.get("neutral", {}).items()}
+        model.seen_missing_ = list(body.get("seen_missing", []))
+        model.seen_other_ = list(body.get("seen_other", []))
         return model

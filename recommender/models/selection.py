@@ -275,7 +275,7 @@ class LeadScorer:
         _, reasons = readiness(len(y), int(y.sum()), best, False)
         reasons.append(
             f"no model beat validation AUC {NO_SIGNAL_AUC} (best {best:.3f}): "
-            "scoring with the channel prior (base rate by source)"
+            "scoring with the window's base rate (by source, where the data has one)"
         )
         self.report_ = {
             "chosen": self.chosen_,
