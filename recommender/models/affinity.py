@@ -93,6 +93,48 @@ class AffinityModel(Protocol):
         ...
 
 
+class EmbeddingAffinity:
+    """What both engines share: raw affinity is ``lead_embeddings(X) @ rep_embeddings().T``.
+
+    Subclasses set ``rep_embeddings_`` and ``n_threads`` in ``fit`` and define
+    ``lead_embeddings``.
+    """
+
+    n_threads: int
+    rep_embeddings_: FloatArray
+
+    def lead_embeddings(self, lead_features: sp.csr_matrix) -> FloatArray:
+        """Representation of leads from their features alone: ``(n, d + 2)``."""
+        raise NotImplementedError
+
+    def rep_embeddings(self) -> FloatArray:
+        """``[factors, 1, rep_bias]`` per rep: ``(n_reps, d + 2)``.
+
+        Raises:
+            NotFittedError: before ``fit``.
+        """
+        require_fitted(self, "rep_embeddings_")
+        return self.rep_embeddings_
+
+    def affinity(
+        self,
+        lead_features: sp.csr_matrix,
+        rep_idx: np.ndarray | None = None,
+        *,
+        chunk_size: int = 65536,
+    ) -> FloatArray:
+        """Raw scores ``(n_leads, n_selected_reps)`` by one GEMM per row chunk.
+
+        Raises:
+            NotFittedError: before ``fit``.
+        """
+        reps = self.rep_embeddings()
+        if rep_idx is not None:
+            reps = reps[np.asarray(rep_idx, dtype=np.int64)]
+        with blas_threads(self.n_threads):
+            return chunked_scores(lead_features, self.lead_embeddings, reps, chunk_size=chunk_size)
+
+
 def make_engine(
     engine: str, *, n_components: int, epochs: int, seed: int, n_threads: int
 ) -> AffinityModel:

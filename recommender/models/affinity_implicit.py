@@ -24,10 +24,9 @@ from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from recommender.models.affinity import (
+    EmbeddingAffinity,
     FloatArray,
-    blas_threads,
     check_interactions,
-    chunked_scores,
     read_folder,
     require_fitted,
     row_normalise,
@@ -37,7 +36,7 @@ from recommender.models.affinity import (
 _FORMAT = "leadrank.affinity.implicit/1"
 
 
-class ImplicitAffinity:
+class ImplicitAffinity(EmbeddingAffinity):
     """Rep x lead affinity from ALS on rep x feature-value over-performance.
 
     Args:
@@ -154,33 +153,6 @@ class ImplicitAffinity:
         out[:, : self.n_components] = x @ self.feature_factors_
         out[:, self.n_components + 1] = 1.0
         return out
-
-    def rep_embeddings(self) -> FloatArray:
-        """``[factors, 1, rep_bias]`` per rep: ``(n_reps, d + 2)``.
-
-        Raises:
-            NotFittedError: before ``fit``.
-        """
-        require_fitted(self, "rep_embeddings_")
-        return self.rep_embeddings_
-
-    def affinity(
-        self,
-        lead_features: sp.csr_matrix,
-        rep_idx: np.ndarray | None = None,
-        *,
-        chunk_size: int = 65536,
-    ) -> FloatArray:
-        """Raw scores ``(n_leads, n_selected_reps)`` by one GEMM per row chunk.
-
-        Raises:
-            NotFittedError: before ``fit``.
-        """
-        reps = self.rep_embeddings()
-        if rep_idx is not None:
-            reps = reps[np.asarray(rep_idx, dtype=np.int64)]
-        with blas_threads(self.n_threads):
-            return chunked_scores(lead_features, self.lead_embeddings, reps, chunk_size=chunk_size)
 
     def _params(self) -> dict[str, Any]:
         return {

@@ -28,10 +28,9 @@ import scipy.sparse as sp
 from lightfm import LightFM
 
 from recommender.models.affinity import (
+    EmbeddingAffinity,
     FloatArray,
-    blas_threads,
     check_interactions,
-    chunked_scores,
     csr_from_arrays,
     csr_to_arrays,
     read_folder,
@@ -44,7 +43,7 @@ _FORMAT = "leadrank.affinity.lightfm/1"
 NORMALISE = ("none", "l1")
 
 
-class LightFMAffinity:
+class LightFMAffinity(EmbeddingAffinity):
     """Rep x lead affinity learned by LightFM with lead features as item features.
 
     Args:
@@ -174,33 +173,6 @@ class LightFMAffinity:
         out[:, self.n_components] = x @ self.item_biases_
         out[:, self.n_components + 1] = 1.0
         return out
-
-    def rep_embeddings(self) -> FloatArray:
-        """``[factors, 1, rep_bias]`` per rep: ``(n_reps, d + 2)``.
-
-        Raises:
-            NotFittedError: before ``fit``.
-        """
-        require_fitted(self, "rep_embeddings_")
-        return self.rep_embeddings_
-
-    def affinity(
-        self,
-        lead_features: sp.csr_matrix,
-        rep_idx: np.ndarray | None = None,
-        *,
-        chunk_size: int = 65536,
-    ) -> FloatArray:
-        """Raw scores ``(n_leads, n_selected_reps)`` (equal to LightFM's ``predict``).
-
-        Raises:
-            NotFittedError: before ``fit``.
-        """
-        reps = self.rep_embeddings()
-        if rep_idx is not None:
-            reps = reps[np.asarray(rep_idx, dtype=np.int64)]
-        with blas_threads(self.n_threads):
-            return chunked_scores(lead_features, self.lead_embeddings, reps, chunk_size=chunk_size)
 
     def to_lightfm(self) -> LightFM:
         """The underlying LightFM model (rebuilt from the stored arrays after ``load``)."""
