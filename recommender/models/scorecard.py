@@ -7,14 +7,16 @@ own) plus a bin for missing values; categorical fields one bin per level seen at
 for rarer and unseen levels, and a missing bin. Each bin gets its smoothed weight of
 evidence
 
-    WOE = ln((converted_in_bin + a) / (converted + a B)) - ln((others_in_bin + a) / (others + a B))
+    WOE = ln((conv_in_bin + a+) / (conv + a+ B)) - ln((other_in_bin + a-) / (other + a- B))
 
-(``a`` = ``smoothing``, ``B`` = number of bins), so a positive WOE means "converts more
-than average" and an empty bin is neutral. A field's information value
-``IV = sum((share of converted - share of others) * WOE)`` measures its strength; fields
-with ``IV >= min_iv`` enter a logistic regression on their WOE values, and fields that
-come out with a negative coefficient (collinear echoes of another field) are dropped and
-the regression refitted, so every kept field reads "higher WOE, higher score".
+(``a+ = 2 a r`` and ``a- = 2 a (1 - r)``, ``a`` = ``smoothing``, ``r`` = the overall
+conversion rate, ``B`` = number of bins), so a positive WOE means "converts more than
+average", a small bin shrinks towards 0, and an empty bin is exactly neutral. A field's
+information value ``IV = sum((share of converted - share of others) * WOE)`` measures
+its strength; fields with ``IV >= min_iv`` enter a logistic regression on their WOE
+values, and fields that come out with a negative coefficient (collinear echoes of
+another field) are dropped and the regression refitted, so every kept field reads
+"higher WOE, higher score".
 
 ``explain`` returns ``coef * WOE(x)`` minus that term's training mean: positive means the
 field raised this lead above the average lead. ``describe`` lists every bin with its
@@ -203,9 +205,15 @@ def fit_field_bins(
     counts = np.bincount(idx, minlength=field.n_bins).astype(np.int64)
     positives = np.bincount(idx, weights=y, minlength=field.n_bins).astype(np.int64)
     negatives = counts - positives
-    a, b = smoothing, field.n_bins
-    share_pos = (positives + a) / (positives.sum() + a * b)
-    share_neg = (negatives + a) / (negatives.sum() + a * b)
+    # Pseudo-counts in proportion to the classes (2a per bin in all), so a bin seen
+    # rarely shrinks towards WOE 0 and a bin never seen (a missing value or category
+    # absent from training) is exactly neutral. Equal pseudo-counts would give an empty
+    # bin WOE ln(N/P): a +50-point bonus when conversions are rare.
+    b = field.n_bins
+    rate = (positives.sum() + 0.5) / (counts.sum() + 1.0)
+    a_pos, a_neg = 2 * smoothing * rate, 2 * smoothing * (1 - rate)
+    share_pos = (positives + a_pos) / (positives.sum() + a_pos * b)
+    share_neg = (negatives + a_neg) / (negatives.sum() + a_neg * b)
     field.woe = np.log(share_pos) - np.log(share_neg)
     field.counts, field.positives = counts, positives
     field.iv = float(np.sum((share_pos - share_neg) * field.woe))

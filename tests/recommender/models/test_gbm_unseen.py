@@ -47,3 +47,15 @@ def test_missingness_seen_in_training_keeps_its_learned_meaning() -> None:
     p_missing = model.predict_proba(pd.DataFrame({"source": ["web"], "size": [np.nan]}))
     p_typical = model.predict_proba(pd.DataFrame({"source": ["web"], "size": [55.0]}))
     assert p_missing[0] < p_typical[0]  # in training, a missing size meant no conversion
+
+
+def test_scorecard_gives_never_seen_values_no_points() -> None:
+    from recommender.models.scorecard import Scorecard
+
+    X, y = leads(4000, 2)
+    model = Scorecard().fit(X, y, SPECS)
+    odd = pd.DataFrame({"source": pd.Series([None, "tradeshow"], dtype=object), "size": [50.0] * 2})
+    p = model.predict_proba(odd)
+    # a blank or unseen source is neutral: near the overall rate (the old equal
+    # pseudo-counts gave an empty bin WOE ln(N/P): 0.51 here against an overall 0.23)
+    assert ((p > y.mean() / 1.5) & (p < y.mean() * 1.5)).all(), (p, y.mean())
