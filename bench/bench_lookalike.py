@@ -235,7 +235,8 @@ def main() -> None:
         x = rng.standard_normal((args.n, args.d), dtype=np.float32)
         bench_case("unstructured (isotropic Gaussian)", x, args)
         del x
-    bench_methods(args)
+    if args.methods_n > 0:  # --methods-n 0 skips the seed-combination section
+        bench_methods(args)
 
 
 if __name__ == "__main__":
