@@ -40,6 +40,7 @@ import faiss as _faiss
 import numpy as np
 
 from recommender.errors import ModelFolderError, NotFittedError, UnknownIdError
+from recommender.models.base import init_params
 
 # faiss ships partial type stubs (no SearchParametersHNSW, no IVF attributes on Index).
 faiss: Any = _faiss
@@ -180,19 +181,7 @@ class LookalikeIndex:
     # ------------------------------------------------------------------ fitting
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters as a JSON-ready dict."""
-        return {
-            "exact_threshold": self.exact_threshold,
-            "target_recall": self.target_recall,
-            "method": self.method,
-            "seed": self.seed,
-            "n_threads": self.n_threads,
-            "approximate": self.approximate,
-            "contrast_weight": self.contrast_weight,
-            "n_tune_queries": self.n_tune_queries,
-            "max_scan_fraction": self.max_scan_fraction,
-            "nlist": self.nlist,
-            "train_points_per_list": self.train_points_per_list,
-        }
+        return init_params(self)
 
     def fit(self, ids: Sequence[str], embeddings: np.ndarray) -> LookalikeIndex:
         """Index ``embeddings`` (one row per id) for cosine-similarity search.

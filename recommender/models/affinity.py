@@ -36,6 +36,7 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from recommender.errors import ModelFolderError, NotFittedError
+from recommender.models.base import init_params
 
 FloatArray = np.ndarray
 ENGINES = ("lightfm", "implicit")
@@ -708,18 +709,7 @@ class RepAffinity:
     # ------------------------------------------------------------------------- storage
 
     def _params(self) -> dict[str, Any]:
-        return {
-            "engine": self.engine,
-            "shrinkage_prior": self.shrinkage_prior,
-            "n_components": self.n_components,
-            "epochs": self.epochs,
-            "seed": self.seed,
-            "n_threads": self.n_threads,
-            "valid_fraction": self.valid_fraction,
-            "min_z": self.min_z,
-            "refit": self.refit,
-            "rescale": self.rescale,
-        }
+        return init_params(self)
 
     def save(self, path: Path) -> None:
         """Write the combiner (``model.json``, ``arrays.npz``) and its engine (``engine/``).

@@ -32,6 +32,7 @@ from recommender.models.affinity import (
     row_normalise,
     write_folder,
 )
+from recommender.models.base import init_params
 
 _FORMAT = "leadrank.affinity.implicit/1"
 
@@ -155,16 +156,7 @@ class ImplicitAffinity(EmbeddingAffinity):
         return out
 
     def _params(self) -> dict[str, Any]:
-        return {
-            "n_components": self.n_components,
-            "iterations": self.iterations,
-            "regularization": self.regularization,
-            "confidence": self.confidence,
-            "prior": self.prior,
-            "n_levels": self.n_levels,
-            "seed": self.seed,
-            "n_threads": self.n_threads,
-        }
+        return init_params(self)
 
     def save(self, path: Path) -> None:
         """Write ``model.json`` and ``arrays.npz`` into ``path``.

@@ -38,6 +38,7 @@ from recommender.models.affinity import (
     row_normalise,
     write_folder,
 )
+from recommender.models.base import init_params
 
 _FORMAT = "leadrank.affinity.lightfm/1"
 NORMALISE = ("none", "l1")
@@ -182,15 +183,7 @@ class LightFMAffinity(EmbeddingAffinity):
     # ------------------------------------------------------------------------- storage
 
     def _params(self) -> dict[str, Any]:
-        return {
-            "n_components": self.n_components,
-            "epochs": self.epochs,
-            "learning_rate": self.learning_rate,
-            "alpha": self.alpha,
-            "normalise": self.normalise,
-            "seed": self.seed,
-            "n_threads": self.n_threads,
-        }
+        return init_params(self)
 
     def save(self, path: Path) -> None:
         """Write ``model.json`` and ``arrays.npz`` (LightFM's learned arrays) into ``path``.

@@ -14,6 +14,7 @@ loads back to identical predictions; nothing is pickled.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from collections.abc import Sequence
@@ -136,6 +137,21 @@ def category_values(X: pd.DataFrame, name: str) -> np.ndarray:
     mask = col.notna().to_numpy()
     out = np.full(len(col), None, dtype=object)
     out[mask] = col[mask].astype(str).to_numpy(dtype=object)
+    return out
+
+
+def init_params(model: object) -> dict[str, Any]:
+    """Return the constructor arguments of ``model`` as stored on it (scikit-learn style).
+
+    Every estimator stores each ``__init__`` argument under its own name, so the
+    parameters saved with a model are read off the signature instead of a list kept by
+    hand beside it. Tuples become lists (what JSON writes anyway).
+    """
+    names = [n for n in inspect.signature(type(model).__init__).parameters if n != "self"]
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(model, name)
+        out[name] = list(value) if isinstance(value, tuple) else value
     return out
 
 

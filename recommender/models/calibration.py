@@ -32,6 +32,7 @@ from recommender.errors import DataError
 from recommender.models.base import (
     check_directory,
     check_labels,
+    init_params,
     read_json,
     require_fitted,
     sigmoid,
@@ -98,14 +99,7 @@ class Calibrator:
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor parameters."""
-        return {
-            "method": self.method,
-            "eps": self.eps,
-            "min_isotonic_rows": self.min_isotonic_rows,
-            "min_isotonic_class": self.min_isotonic_class,
-            "cv": self.cv,
-            "seed": self.seed,
-        }
+        return init_params(self)
 
     def fit(self, z: np.ndarray, y: np.ndarray) -> Self:
         """Fit the mapping from raw log-odds ``z`` to the 0/1 outcomes ``y``.

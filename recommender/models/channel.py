@@ -28,6 +28,7 @@ from recommender.models.base import (
     check_directory,
     check_frame,
     check_labels,
+    init_params,
     logit,
     model_specs,
     read_json,
@@ -95,12 +96,7 @@ class ChannelPrior:
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor parameters."""
-        return {
-            "column": self.column,
-            "strength": self.strength,
-            "min_strength": self.min_strength,
-            "max_strength": self.max_strength,
-        }
+        return init_params(self)
 
     def _keys(self, X: pd.DataFrame) -> np.ndarray:
         """Return the source of every row, missing as a reserved key."""

@@ -35,7 +35,13 @@ from sklearn.metrics import roc_auc_score
 
 from recommender.columns import Columns
 from recommender.errors import DataError
-from recommender.models.base import check_directory, read_json, require_fitted, write_json
+from recommender.models.base import (
+    check_directory,
+    init_params,
+    read_json,
+    require_fitted,
+    write_json,
+)
 
 _FILE = "engagement.json"
 _KIND = "engagement"
@@ -104,12 +110,7 @@ class EngagementModel:
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor parameters."""
-        return {
-            "half_life_days": self.half_life_days,
-            "max_event_types": self.max_event_types,
-            "min_event_count": self.min_event_count,
-            "candidate_half_lives": [float(v) for v in self.candidate_half_lives],
-        }
+        return init_params(self)
 
     @property
     def feature_names_(self) -> list[str]:

@@ -36,6 +36,7 @@ from recommender.models.base import (
     check_directory,
     check_frame,
     check_labels,
+    init_params,
     model_specs,
     numeric_values,
     read_json,
@@ -128,25 +129,7 @@ class GradientBoosting:
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor parameters."""
-        return {
-            "n_estimators": self.n_estimators,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_child_samples": self.min_child_samples,
-            "feature_fraction": self.feature_fraction,
-            "bagging_fraction": self.bagging_fraction,
-            "reg_lambda": self.reg_lambda,
-            "min_category_count": self.min_category_count,
-            "early_stopping_rounds": self.early_stopping_rounds,
-            "validation_share": self.validation_share,
-            "refit_round_scale": self.refit_round_scale,
-            "small_data_rows": self.small_data_rows,
-            "small_data_rounds": self.small_data_rounds,
-            "seed": self.seed,
-            "num_threads": self.num_threads,
-            "predict_threads": self.predict_threads,
-            "extra_params": self.extra_params,
-        }
+        return init_params(self)
 
     def _lgb_params(self, n_rows: int, small: bool) -> dict[str, Any]:
         """Return the LightGBM parameter dict for ``n_rows`` training rows."""

@@ -43,6 +43,7 @@ from recommender.models.base import (
     check_directory,
     check_frame,
     check_labels,
+    init_params,
     logit,
     model_specs,
     numeric_values,
@@ -403,16 +404,7 @@ class Scorecard:
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor parameters."""
-        return {
-            "n_bins": self.n_bins,
-            "min_iv": self.min_iv,
-            "min_category_count": self.min_category_count,
-            "rare_share": self.rare_share,
-            "smoothing": self.smoothing,
-            "C": self.C,
-            "drop_negative": self.drop_negative,
-            "points_to_double_odds": self.points_to_double_odds,
-        }
+        return init_params(self)
 
     def save(self, path: Path) -> None:
         """Write ``scorecard.json`` into the existing directory ``path``.

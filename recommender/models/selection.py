@@ -43,6 +43,7 @@ from recommender.models.base import (
     check_directory,
     check_frame,
     check_labels,
+    init_params,
     model_specs,
     read_json,
     require_fitted,
@@ -156,17 +157,7 @@ class LeadScorer:
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor parameters."""
-        return {
-            "validation_share": self.validation_share,
-            "seed": self.seed,
-            "min_outcomes": self.min_outcomes,
-            "candidates": list(self.candidates),
-            "tie_tolerance": self.tie_tolerance,
-            "calibration": self.calibration,
-            "leak_auc": self.leak_auc,
-            "scorecard_params": self.scorecard_params,
-            "gbm_params": self.gbm_params,
-        }
+        return init_params(self)
 
     def _new_scorecard(self, fallback: bool = False) -> Scorecard:
         """Return an unfitted scorecard (strongly regularised for the fallback)."""
