@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recommender.bundle import ModelBundle, empty_events
+from recommender.bundle import ModelBundle
 from recommender.columns import Columns, Outcome
 from recommender.config import TrainConfig
 from recommender.data.dataset import Dataset
@@ -38,15 +38,21 @@ from recommender.scoring import clip_probability, grade, logit
 RECENT_DAYS = 60
 
 
+def lead_probabilities(bundle: ModelBundle, ds: Dataset) -> np.ndarray:
+    """The global score of every lead of ``ds``, engagement as of the training rule."""
+    as_of = training_as_of(ds, bundle.config.horizon_days)
+    return clip_probability(
+        bundle.scorer.predict_proba(bundle.model_inputs(ds.leads, ds.events, as_of))
+    )
+
+
 def lead_score_part(
-    bundle: ModelBundle, train: Dataset, test: Dataset, p_train: np.ndarray
+    bundle: ModelBundle, test: Dataset, p_train: np.ndarray, p_test: np.ndarray
 ) -> dict[str, Any]:
     """Metrics of the global lead score on the test leads whose fate is known."""
     y_all = lead_labels(test)
     known = ~np.isnan(y_all)
-    as_of = training_as_of(test, bundle.config.horizon_days)
-    X = bundle.model_inputs(test.leads, test.events, as_of)
-    p = clip_probability(bundle.scorer.predict_proba(X))[known]
+    p = p_test[known]
     y = y_all[known]
     created = test.leads[Columns.CREATED].to_numpy(dtype="datetime64[ns]")[known]
     out: dict[str, Any] = {"n": int(known.sum())}
@@ -65,16 +71,24 @@ def lead_score_part(
     if y.size:
         out["calibration"] = M.calibration_table(y, p)
         out["grades"] = M.grade_table(y, grade(p, bundle.grade_cuts))
-        out["psi"] = M.psi(p_train, clip_probability(bundle.scorer.predict_proba(X)))
+        out["psi"] = M.psi(p_train, p_test)
     out["base_rate_train"] = bundle.base_rate
     out["grade_cuts"] = bundle.grade_cuts
     return out
 
 
 def rep_ranking_part(
-    bundle: ModelBundle, train: Dataset, test: Dataset, split: pd.Timestamp, seed: int
+    bundle: ModelBundle,
+    train: Dataset,
+    test: Dataset,
+    split: pd.Timestamp,
+    seed: int,
+    p_test: np.ndarray,
 ) -> dict[str, Any] | None:
-    """Rank of the winning rep among the reps seen in training, with baselines."""
+    """Rank of the winning rep among the reps seen in training, with baselines.
+
+    ``p_test`` is the global score of every test lead (:func:`lead_probabilities`).
+    """
     if train.outcomes is None or test.outcomes is None or train.reps is None:
         return None
     seen = sorted(set(train.outcomes[Columns.REP].dropna()))
@@ -94,10 +108,7 @@ def rep_ranking_part(
         out["baselines"] = {"random": empty, "popularity": empty, "recent_popularity": empty}
         return out
     leads = test.leads.iloc[rows].reset_index(drop=True)
-    as_of = training_as_of(test, bundle.config.horizon_days)[rows]
-    base = clip_probability(
-        bundle.scorer.predict_proba(bundle.model_inputs(leads, test.events, as_of))
-    )
+    base = p_test[rows]
     scores = bundle.rep_probabilities(leads, seen, base_probability=base)
     out.update(M.ranking_metrics(M.rank_of(truth, scores, seed=seed)))
     o = train.outcomes
@@ -118,9 +129,12 @@ def rep_ranking_part(
 
 
 def win_probability_part(
-    bundle: ModelBundle, train: Dataset, test: Dataset
+    bundle: ModelBundle, train: Dataset, test: Dataset, p_test: np.ndarray
 ) -> dict[str, Any] | None:
-    """P(won | lead, rep) on test outcome rows that name a rep and are closed."""
+    """P(won | lead, rep) on test outcome rows that name a rep and are closed.
+
+    ``p_test`` is the global score of every test lead (:func:`lead_probabilities`).
+    """
     if test.outcomes is None or test.reps is None:
         return None
     o = test.outcomes
@@ -133,10 +147,7 @@ def win_probability_part(
     leads = test.leads.iloc[uniq].reset_index(drop=True)
     reps = sorted(set(rows[Columns.REP]))
     rp = {r: j for j, r in enumerate(reps)}
-    as_of = training_as_of(test, bundle.config.horizon_days)[uniq]
-    base = clip_probability(
-        bundle.scorer.predict_proba(bundle.model_inputs(leads, test.events, as_of))
-    )
+    base = p_test[uniq]
     mat = bundle.rep_probabilities(leads, reps, base_probability=base)
     p = mat[inv, [rp[r] for r in rows[Columns.REP]]]
     y = (rows[Columns.OUTCOME].to_numpy() == Outcome.WON).astype(float)
@@ -186,15 +197,15 @@ def policy_part(test: Dataset) -> list[dict[str, Any]] | None:
     )
 
 
-def placebo_part(bundle: ModelBundle, train: Dataset, seed: int) -> dict[str, Any] | None:
+def placebo_part(
+    bundle: ModelBundle, train: Dataset, seed: int, p_train: np.ndarray
+) -> dict[str, Any] | None:
     """Real per-rep gain next to a rep-permuted placebo, on a time-ordered slice."""
     if bundle.affinity is None or train.reps is None:
         return None
     rep_ids = list(bundle.model_reps)
     r, li, label = interactions(train, rep_ids)
-    as_of = training_as_of(train, bundle.config.horizon_days)
-    X = bundle.model_inputs(train.leads, train.events, as_of)
-    base = logit(clip_probability(bundle.scorer.predict_proba(X)))
+    base = logit(p_train)
     order = train.leads[Columns.CREATED].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     rep_matrix = (
         bundle.rep_encoder.transform(train.reps) if bundle.rep_encoder is not None else None
@@ -246,14 +257,7 @@ def evaluate(
     test = ds.subset(ds.leads[Columns.CREATED].to_numpy() >= np.datetime64(split))
     bundle = fit_bundle(train, config=cfg, progress=say)
     say("measuring")
-    as_of = training_as_of(train, cfg.horizon_days)
-    p_train = clip_probability(
-        bundle.scorer.predict_proba(
-            bundle.model_inputs(
-                train.leads, train.events if train.events is not None else empty_events(), as_of
-            )
-        )
-    )
+    p_train = lead_probabilities(bundle, train)
     report = bundle.scorer.report_
     aucs = report.get("single_column_auc") or {}
     result: dict[str, Any] = {
@@ -268,9 +272,10 @@ def evaluate(
         "warnings": leakage_warnings(aucs),
     }
     if len(test.leads):
-        result["lead_score"] = lead_score_part(bundle, train, test, p_train)
-        result["rep_ranking"] = rep_ranking_part(bundle, train, test, split, cfg.seed)
-        result["win_probability"] = win_probability_part(bundle, train, test)
+        p_test = lead_probabilities(bundle, test)
+        result["lead_score"] = lead_score_part(bundle, test, p_train, p_test)
+        result["rep_ranking"] = rep_ranking_part(bundle, train, test, split, cfg.seed, p_test)
+        result["win_probability"] = win_probability_part(bundle, train, test, p_test)
         result["routing_policies"] = policy_part(test)
     if result["lead_score"] is None:
         nulls: dict[str, Any] = {k: None for k in ("auc", "average_precision", "log_loss", "brier")}
@@ -279,7 +284,7 @@ def evaluate(
         result["lead_score"] = nulls
     if result["rep_ranking"] is not None and cfg.placebo:
         say("placebo check")
-        result["rep_ranking"]["placebo"] = placebo_part(bundle, train, cfg.seed)
+        result["rep_ranking"]["placebo"] = placebo_part(bundle, train, cfg.seed, p_train)
     if result["rep_ranking"] is None:
         result["rep_ranking"] = _null_ranking()
     if result["win_probability"] is None:
