@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender import routing, rules
-from recommender.artifacts import FORMAT_VERSION, MANIFEST, read_json, read_manifest, write_json
+from recommender.artifacts import MANIFEST, read_json, read_manifest, write_json
 from recommender.columns import Columns, Files
 from recommender.config import TrainConfig
 from recommender.data.dataset import Dataset, FeatureSpec
@@ -671,4 +671,4 @@ def empty_events() -> pd.DataFrame:
     )
 
 
-__all__ = ["FORMAT_VERSION", "ModelBundle"]
+__all__ = ["ModelBundle"]

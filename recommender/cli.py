@@ -8,7 +8,6 @@ command writes CSV, stdout holds that CSV alone; progress and warnings go to std
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 import time
@@ -392,4 +391,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["app", "fail", "handle_errors", "json", "main"]
+__all__ = ["app", "fail", "handle_errors", "main"]
