@@ -45,18 +45,14 @@ def _reps_frame(model: Loaded, states: dict[str, tuple[int | None, bool]]) -> pd
     return reps
 
 
-_reps_cache: dict[int, tuple[Any, pd.DataFrame]] = {}
-
-
 def _current_reps(conn: Connection, model: Loaded) -> pd.DataFrame:
     """The model's reps as the store has them now, rebuilt only when a rep row changed."""
     stamp = repo.reps_stamp(conn)
-    hit = _reps_cache.get(id(model))
+    hit = model.reps_cache.get("reps")
     if hit is not None and hit[0] == stamp:
         return hit[1]
     frame = _reps_frame(model, repo.rep_states(conn))
-    _reps_cache.clear()
-    _reps_cache[id(model)] = (stamp, frame)
+    model.reps_cache["reps"] = (stamp, frame)
     return frame
 
 

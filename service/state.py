@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -22,23 +23,23 @@ from service.metrics import Metrics
 
 @dataclass(frozen=True)
 class Loaded:
-    """A loaded model folder and what the service derives from it once."""
+    """A loaded model folder and what the service derives from it once.
+
+    ``reps_cache`` holds the reps table as the store last had it, keyed by the store's
+    reps stamp; it lives and dies with this model, so a reloaded model never sees
+    another model's reps.
+    """
 
     bundle: ModelBundle
     version: str
     rep_ids: frozenset[str]
+    reps_cache: dict[str, tuple[Any, pd.DataFrame]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, bundle: ModelBundle) -> Loaded:
-        """Wrap ``bundle`` (reads its version and rep ids).
-
-        Drops the ``attrs`` (row numbers for error messages) of the bundle's loaded
-        tables: pandas deep-copies ``attrs`` on every operation, which doubled the time
-        of routing one lead over 1,000 reps (workaround until the library drops them).
-        """
-        for table in (bundle.reps, bundle.accounts):
-            if table is not None:
-                table.attrs = {}
+        """Wrap ``bundle`` (reads its version and rep ids)."""
         reps: pd.DataFrame = bundle.reps
         return cls(bundle, str(bundle.version), frozenset(reps[Columns.REP].astype(str)))
 
