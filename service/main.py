@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from service import actions
+from service import actions, routing
+from service.batching import Coalescer
 from service.config import Settings
 from service.errors import install_error_handlers
 from service.metrics import Metrics
@@ -28,6 +30,11 @@ def _start(settings: Settings, metrics: Metrics) -> Runtime:
         engine=engine,
         metrics=metrics,
         keys=KeyCache(settings.key_cache_seconds),
+    )
+    runtime.route_batches = Coalescer(
+        partial(routing.route_batch, runtime),
+        max_items=settings.max_items,
+        size=lambda item: len(item[1].leads),
     )
     if settings.model_path is not None:
         runtime.model = actions.load_model(settings.model_path)

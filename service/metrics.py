@@ -37,8 +37,13 @@ class Metrics:
         counts[bisect.bisect_left(BUCKETS, seconds)] += 1
         self.sums[key] += seconds
 
-    def render(self, model_version: str | None) -> str:
-        """The metrics as Prometheus text exposition format (version 0.0.4)."""
+    def render(self, model_version: str | None, route_batches: tuple[int, int] = (0, 0)) -> str:
+        """The metrics as Prometheus text exposition format (version 0.0.4).
+
+        Args:
+            model_version: the version serving, ``None`` when no model is loaded.
+            route_batches: ``(batches, requests)`` routed so far by the route batcher.
+        """
         lines = [
             "# HELP leadrank_requests_total HTTP requests by method, route and status.",
             "# TYPE leadrank_requests_total counter",
@@ -79,4 +84,12 @@ class Metrics:
         ]
         for result, n in sorted(self.reloads.items()):
             lines.append(f'leadrank_model_reloads_total{{result="{result}"}} {n}')
+        lines += [
+            "# HELP leadrank_route_batches_total Batches of concurrent route requests run.",
+            "# TYPE leadrank_route_batches_total counter",
+            f"leadrank_route_batches_total {route_batches[0]}",
+            "# HELP leadrank_route_batched_requests_total Route requests run in those batches.",
+            "# TYPE leadrank_route_batched_requests_total counter",
+            f"leadrank_route_batched_requests_total {route_batches[1]}",
+        ]
         return "\n".join(lines) + "\n"

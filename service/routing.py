@@ -12,6 +12,7 @@ together or not at all.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from sqlalchemy import Connection, text
 from recommender.columns import Columns
 from service import schemas
 from service.actions import events_frame, parse_leads
+from service.errors import FieldError
 from service.state import Loaded, Runtime
 from service.store import repo
 from service.store.db import read_transaction, write_transaction
@@ -150,7 +152,48 @@ def route(runtime: Runtime, model: Loaded, request: schemas.LeadsRequest) -> sch
     Raises:
         FieldError: a lead value the library rejects (422), nothing stored.
     """
-    records = [lead.model_dump() for lead in request.leads]
+    answers = _route_leads(runtime, model, request.leads)
+    return schemas.RouteResponse(assignments=[answers[lead.lead_id] for lead in request.leads])
+
+
+def route_batch(
+    runtime: Runtime, items: Sequence[tuple[Loaded, schemas.LeadsRequest]]
+) -> list[schemas.RouteResponse | Exception]:
+    """Route several requests (one model, no lead in two of them) as one batch.
+
+    The model and the store are called once for all their leads, which costs little more
+    than one request alone. Where a lead value is rejected, each request is routed on
+    its own instead, so the error names its own request's field and fails it alone.
+    """
+    if not items:
+        return []
+    model = items[0][0]
+    if any(m is not model for m, _ in items):
+        raise ValueError("a route batch must hold one model")
+    if len(items) > 1:
+        try:
+            answers = _route_leads(runtime, model, [x for _, r in items for x in r.leads])
+        except FieldError:
+            pass  # some request holds a bad value: find out which, request by request
+        else:
+            return [
+                schemas.RouteResponse(assignments=[answers[x.lead_id] for x in r.leads])
+                for _, r in items
+            ]
+    out: list[schemas.RouteResponse | Exception] = []
+    for m, request in items:
+        try:
+            out.append(route(runtime, m, request))
+        except Exception as exc:  # answered to that request's caller alone
+            out.append(exc)
+    return out
+
+
+def _route_leads(
+    runtime: Runtime, model: Loaded, leads_in: Sequence[schemas.LeadIn]
+) -> dict[str, schemas.AssignmentOut]:
+    """Route and store ``leads_in`` (unique ids); the assignment of each lead by id."""
+    records = [lead.model_dump() for lead in leads_in]
     leads = parse_leads(model, records, "leads")
     ids = [str(r["lead_id"]) for r in records]
     for attempt in range(ATTEMPTS):
@@ -192,7 +235,7 @@ def _store(
     plans: dict[str, dict[str, Any]],
     *,
     last: bool,
-) -> schemas.RouteResponse:
+) -> dict[str, schemas.AssignmentOut]:
     """One transaction: store new leads, claim capacity, insert their assignments.
 
     Raises:
@@ -219,7 +262,7 @@ def _store(
         stored = {row["lead_id"]: row for row in rows}
         old = [i for i in ids if i not in stored]  # routed before: their first assignment
         stored.update(repo.assignments_of(conn, old))
-    return schemas.RouteResponse(assignments=[_out(stored[i]) for i in ids])
+    return {i: _out(stored[i]) for i in ids}
 
 
 def _unassigned(plan: dict[str, Any], version: str) -> dict[str, Any]:

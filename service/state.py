@@ -17,6 +17,8 @@ from sqlalchemy import Engine
 
 from recommender.columns import Columns
 from recommender.pipeline import ModelBundle
+from service import schemas
+from service.batching import Coalescer
 from service.config import Settings
 from service.metrics import Metrics
 
@@ -75,3 +77,7 @@ class Runtime:
     keys: KeyCache = field(default_factory=lambda: KeyCache(30.0))
     model: Loaded | None = None
     reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    route_batches: Coalescer[tuple[Loaded, schemas.LeadsRequest], schemas.RouteResponse] | None = (
+        None
+    )
+    """Concurrent ``/v1/route`` requests, routed together (set by the app at start)."""

@@ -54,5 +54,9 @@ async def readyz(_: AnyKey, runtime: RuntimeDep) -> JSONResponse:
 async def metrics(_: AnyKey, runtime: RuntimeDep) -> PlainTextResponse:
     """Requests, latency histograms and the model version, in Prometheus text format."""
     model = runtime.model
-    text = runtime.metrics.render(None if model is None else model.version)
+    batcher = runtime.route_batches
+    text = runtime.metrics.render(
+        None if model is None else model.version,
+        (batcher.batches, batcher.items) if batcher is not None else (0, 0),
+    )
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
 
 from service import actions, routing, schemas
 from service.deps import EngineDep, ModelDep, Router, RuntimeDep, Scorer
@@ -22,12 +23,15 @@ def score(
 
 
 @router.post("/route", response_model=schemas.RouteResponse)
-def route(
+async def route(
     _: Router, request: schemas.LeadsRequest, runtime: RuntimeDep, model: ModelDep
 ) -> schemas.RouteResponse:
     """Assign each lead to the active rep most likely to convert it, within daily capacity.
 
     Leads and assignments are committed before the answer; a lead sent again keeps its
-    first assignment.
+    first assignment. Concurrent requests are routed together in one batch.
     """
-    return routing.route(runtime, model, request)
+    if runtime.route_batches is None:  # an app built without its lifespan
+        return await run_in_threadpool(routing.route, runtime, model, request)
+    ids = [lead.lead_id for lead in request.leads]
+    return await runtime.route_batches.submit((model, request), keys=ids, group=model)

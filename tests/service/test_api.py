@@ -303,6 +303,31 @@ def test_route_with_one_bad_lead_stores_nothing(server: Server) -> None:
     assert count(server, Assignment, day="2026-12-06") == 0
 
 
+def test_concurrent_routes_with_a_bad_lead_fail_only_that_request(server: Server) -> None:
+    """Concurrent requests are routed in batches; a bad value fails its own request only."""
+    day, bad = "2026-12-07", 5
+    bodies = [[lead(day)] for _ in range(12)]
+    bodies[bad] = [lead(day, created_at="31/31/2026")]
+
+    def post(body: list[dict[str, Any]]) -> httpx.Response:
+        with server.client("router") as c:
+            return c.post("/v1/route", json={"leads": body})
+
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(post, bodies))
+    for k, (body, response) in enumerate(zip(bodies, responses, strict=True)):
+        lead_id = body[0]["lead_id"]
+        if k == bad:
+            assert response.status_code == 422
+            assert fields(response) == ["leads[0].created_at"]
+            assert count(server, Lead, lead_id=lead_id) == 0
+        else:
+            assert response.status_code == 200, response.text
+            assert [a["lead_id"] for a in response.json()["assignments"]] == [lead_id]
+            assert count(server, Lead, lead_id=lead_id) == 1
+    assert count(server, Assignment, day=day) == len(bodies) - 1
+
+
 def test_limit_is_bounded(server: Server) -> None:
     c = server.client("admin")
     for limit in (0, 1001, -5):
@@ -349,6 +374,8 @@ def test_reload_bad_folder_keeps_the_old_model(server: Server, tmp_path: Path) -
 def test_metrics_are_prometheus_text(server: Server) -> None:
     c = server.client("router")
     c.post("/v1/score", json={"leads": [lead()]})
+    before = c.get("/metrics").text
+    c.post("/v1/route", json={"leads": [lead()]})
     response = c.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
@@ -357,6 +384,12 @@ def test_metrics_are_prometheus_text(server: Server) -> None:
     assert bucket in text
     version = c.get("/readyz").json()["model_version"]
     assert f'leadrank_model_info{{version="{version}"}} 1' in text
+
+    def batched(text: str) -> int:
+        line = next(x for x in text.splitlines() if x.startswith("leadrank_route_batched_"))
+        return int(line.split()[-1])
+
+    assert batched(text) == batched(before) + 1  # per worker process: one here
 
 
 def test_openapi_has_an_example_for_every_endpoint(server: Server) -> None:
