@@ -103,8 +103,17 @@ class ModelBundle:
         """The model's version: its creation time and data fingerprint prefix."""
         return str(self.manifest.get("version", "unknown"))
 
-    def _dataset(self, leads: pd.DataFrame) -> Dataset:
-        return Dataset(leads=leads, accounts=self.accounts, features=self.features)
+    def _feature_frame(self, leads: pd.DataFrame) -> pd.DataFrame:
+        """The model inputs of ``leads`` (their columns joined with their accounts').
+
+        The feature-only dataset behind it, with its indexed accounts, is built once per
+        accounts table rather than per call.
+        """
+        inputs: Dataset | None = self.__dict__.get("_inputs")
+        if inputs is None or inputs.accounts is not self.accounts:
+            inputs = Dataset(leads=leads.iloc[:0], accounts=self.accounts, features=self.features)
+            self._inputs = inputs
+        return inputs.feature_frame(leads)
 
     def parse_leads(self, raw: pd.DataFrame) -> pd.DataFrame:
         """Validate and type a leads table of strings against this model's schema.
@@ -174,7 +183,7 @@ class ModelBundle:
             as_of: one timestamp, one per lead, or None for ``created_at`` plus the horizon
                 (never later than now). Only events strictly before it count.
         """
-        frame = self._dataset(leads).feature_frame()
+        frame = self._feature_frame(leads)
         return self._with_engagement(leads, frame, events, as_of)
 
     def _with_engagement(
@@ -259,9 +268,7 @@ class ModelBundle:
 
         ``frame`` may pass the leads' feature frame when the caller already built it.
         """
-        return self.encoder.transform(
-            frame if frame is not None else self._dataset(leads).feature_frame()
-        )
+        return self.encoder.transform(frame if frame is not None else self._feature_frame(leads))
 
     def rep_probabilities(
         self,
@@ -327,7 +334,7 @@ class ModelBundle:
             raise UnknownIdError("rep", rep_id)
         if k < 1:
             raise ValueError("k must be at least 1")
-        frame = self._dataset(leads).feature_frame()
+        frame = self._feature_frame(leads)
         scored = self._score_inputs(leads, self._with_engagement(leads, frame, events, None), 3)
         prob = self.rep_probabilities(
             leads,
@@ -377,7 +384,7 @@ class ModelBundle:
         table = self.reps if reps is None else reps
         rep_ids = [str(r) for r in table[Columns.REP]]
         n = len(leads)
-        frame = self._dataset(leads).feature_frame()
+        frame = self._feature_frame(leads)
         X = self._with_engagement(leads, frame, events, None)
         scored_p = clip_probability(self.scorer.predict_proba(X))
         prob = self.rep_probabilities(
@@ -426,9 +433,12 @@ class ModelBundle:
             propensity = np.zeros(n)
             reason = ["no reps in the model or the reps file"] * n
         rows = []
+        order = np.argsort(-prob, axis=1, kind="stable") if rep_ids else None
         for i in range(n):
             j = int(chosen[i])
-            alt_order = [a for a in np.argsort(-prob[i], kind="stable") if a != j and active[a]]
+            alt_order = (
+                _runners_up(order[i], j, active, n_alternatives) if order is not None else []
+            )
             rows.append(
                 {
                     Columns.LEAD: leads[Columns.LEAD].iloc[i],
@@ -440,7 +450,7 @@ class ModelBundle:
                     "day": days[i],
                     "alternatives": [
                         {Columns.REP: rep_ids[a], "probability": float(prob[i, a])}
-                        for a in alt_order[:n_alternatives]
+                        for a in alt_order
                     ],
                 }
             )
@@ -622,6 +632,17 @@ def _empty_reps() -> pd.DataFrame:
             Columns.ACTIVE: pd.Series([], dtype=bool),
         }
     )
+
+
+def _runners_up(order: np.ndarray, chosen: int, active: np.ndarray, k: int) -> list[int]:
+    """The first ``k`` active reps of ``order`` (best first) other than ``chosen``."""
+    out: list[int] = []
+    for a in order:
+        if len(out) >= k:
+            break
+        if a != chosen and active[a]:
+            out.append(int(a))
+    return out
 
 
 def _cell(value: Any, row: int, column: str) -> str:

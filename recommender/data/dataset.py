@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -73,6 +74,17 @@ class Dataset:
         """Names of the model input columns, in order."""
         return [f.name for f in self.features]
 
+    @cached_property
+    def accounts_by_id(self) -> pd.DataFrame:
+        """The accounts table indexed by ``account_id`` (built once per dataset).
+
+        Raises:
+            ValueError: the dataset has no accounts.
+        """
+        if self.accounts is None:
+            raise ValueError("this dataset has no accounts")
+        return self.accounts.set_index(Columns.ACCOUNT)
+
     def feature_frame(self, leads: pd.DataFrame | None = None) -> pd.DataFrame:
         """Return the model inputs of ``leads`` (default: this dataset's leads).
 
@@ -87,7 +99,7 @@ class Dataset:
         }
         account_cols = [f.name for f in self.features if f.origin == "account"]
         if account_cols and self.accounts is not None and Columns.ACCOUNT in frame.columns:
-            table = self.accounts.set_index(Columns.ACCOUNT)
+            table = self.accounts_by_id
             keys = frame[Columns.ACCOUNT].to_numpy()
             present = [c for c in account_cols if c in table.columns]
             joined = table[present].reindex(keys)

@@ -41,19 +41,33 @@ def infer_role(values: pd.Series, name: str, schema: Schema) -> str:
     return Role.NUMERIC if is_numeric_column(values, schema.missing) else Role.CATEGORICAL
 
 
-def type_columns(
+def typed_columns(
     frame: pd.DataFrame, names: list[str], roles: dict[str, str], missing: tuple[str, ...]
-) -> pd.DataFrame:
-    """Convert free columns in place: numeric to float64, others to strings with None.
+) -> dict[str, pd.Series]:
+    """Typed free columns: numeric to float64, others to strings with None, by name.
 
     Raises:
         DataError: a value that does not parse in a column declared numeric.
     """
-    for name in names:
-        if roles.get(name) == Role.NUMERIC:
-            frame[name] = parse_numbers(frame, name, missing=missing)
-        else:
-            frame[name] = parse_categories(frame[name], missing)
+    return {
+        name: parse_numbers(frame, name, missing=missing)
+        if roles.get(name) == Role.NUMERIC
+        else parse_categories(frame[name], missing)
+        for name in names
+    }
+
+
+def type_columns(
+    frame: pd.DataFrame, names: list[str], roles: dict[str, str], missing: tuple[str, ...]
+) -> pd.DataFrame:
+    """Convert free columns in place (see :func:`typed_columns`) and return ``frame``.
+
+    Raises:
+        DataError: a value that does not parse in a column declared numeric.
+    """
+    typed = typed_columns(frame, names, roles, missing)
+    if typed:  # one assignment: a column at a time costs a frame copy each in pandas
+        frame[list(typed)] = pd.DataFrame(typed, index=frame.index)
     return frame
 
 
@@ -77,21 +91,21 @@ def parse_leads(
             unparsable date, or a bad number in a column declared numeric.
     """
     require_columns(frame, [Columns.LEAD, Columns.CREATED])
-    out = frame.copy()
-    out.attrs = dict(frame.attrs)
-    out[Columns.LEAD] = parse_ids(out, Columns.LEAD, unique=True)
-    out[Columns.CREATED] = parse_times(out, Columns.CREATED, required=True)
-    if Columns.ACCOUNT in out.columns:
-        out[Columns.ACCOUNT] = parse_ids(out, Columns.ACCOUNT, unique=False, required=False)
-    free = [c for c in out.columns if c not in LEAD_RESERVED]
+    parsed = {
+        Columns.LEAD: parse_ids(frame, Columns.LEAD, unique=True),
+        Columns.CREATED: parse_times(frame, Columns.CREATED, required=True),
+    }
+    if Columns.ACCOUNT in frame.columns:
+        parsed[Columns.ACCOUNT] = parse_ids(frame, Columns.ACCOUNT, unique=False, required=False)
+    free = [c for c in frame.columns if c not in LEAD_RESERVED]
     if infer:
         schema = Schema(roles=roles, missing=missing)
-        full_roles = {c: roles.get(c) or infer_role(out[c], c, schema) for c in free}
+        full_roles = {c: roles.get(c) or infer_role(frame[c], c, schema) for c in free}
     else:
         full_roles = {c: roles.get(c, Role.CATEGORICAL) for c in free}
-    typed = type_columns(out, free, full_roles, missing)
-    typed.attrs = {}  # row numbers are only needed while parsing; pandas copies attrs often
-    return typed
+    parsed.update(typed_columns(frame, free, full_roles, missing))
+    # Built once, without the row numbers (only needed while parsing; pandas copies attrs).
+    return pd.DataFrame({c: parsed[c] for c in frame.columns}, index=frame.index)
 
 
 def _features(

@@ -21,10 +21,29 @@ def _file(frame: pd.DataFrame) -> str | None:
     return str(name) if name is not None else None
 
 
-def missing_mask(values: pd.Series, missing: Iterable[str] = ()) -> np.ndarray:
+def cells(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Return column ``column`` of ``frame`` as an object array (read once per parse).
+
+    Parsing works on this array rather than on Series: each pandas operation on a frame
+    that carries ``attrs`` (the file and row numbers) copies them again.
+    """
+    return np.asarray(frame[column].to_numpy(dtype=object))
+
+
+def missing_mask(values: pd.Series | np.ndarray, missing: Iterable[str] = ()) -> np.ndarray:
     """Return True where a string cell is missing: empty, or one of the ``missing`` tokens."""
-    tokens = {"", *missing}
-    return values.isna().to_numpy() | values.isin(tokens).to_numpy()
+    arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else values
+    mask = np.asarray(pd.isna(arr), dtype=bool)
+    for token in {"", *missing}:
+        mask |= np.asarray(arr == token, dtype=bool)
+    return mask
+
+
+def _blank(values: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """A copy of ``values`` with None where ``empty``."""
+    out = values.copy()
+    out[empty] = None
+    return out
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str]) -> None:
@@ -42,22 +61,22 @@ def parse_ids(
     Raises:
         DataError: an empty id where ``required``, or a repeated id where ``unique``.
     """
-    values = frame[column].astype(object)
+    values = cells(frame, column)
     empty = missing_mask(values)
     if required and empty.any():
         pos = int(np.flatnonzero(empty)[0])
         raise DataError("is empty", file=_file(frame), row=row_of(frame, pos), column=column)
     if unique:
-        dup = values.duplicated().to_numpy() & ~empty
+        dup = pd.Index(values).duplicated() & ~empty
         if dup.any():
             pos = int(np.flatnonzero(dup)[0])
             raise DataError(
-                f"duplicate id '{values.iloc[pos]}'",
+                f"duplicate id '{values[pos]}'",
                 file=_file(frame),
                 row=row_of(frame, pos),
                 column=column,
             )
-    return values.where(~empty, None)
+    return pd.Series(_blank(values, empty), index=frame.index, dtype=object)
 
 
 def parse_times(
@@ -68,29 +87,29 @@ def parse_times(
     Raises:
         DataError: an empty value where ``required``, or a value that does not parse.
     """
-    values = frame[column].astype(object)
+    values = cells(frame, column)
     empty = missing_mask(values, missing)
     if required and empty.any():
         pos = int(np.flatnonzero(empty)[0])
         raise DataError("is empty", file=_file(frame), row=row_of(frame, pos), column=column)
-    cleaned = values.where(~empty, None)
-    parsed = pd.to_datetime(cleaned, format="ISO8601", utc=True, errors="coerce")
-    years = parsed.dt.year.to_numpy(dtype="float64", na_value=np.nan)
+    parsed = pd.DatetimeIndex(
+        pd.to_datetime(_blank(values, empty), format="ISO8601", utc=True, errors="coerce")
+    )
+    years = np.asarray(parsed.year, dtype="float64")
     in_range = (years >= MIN_YEAR) & (years <= MAX_YEAR)
-    bad = (parsed.isna().to_numpy() | ~in_range) & ~empty
+    bad = (np.asarray(parsed.isna()) | ~in_range) & ~empty
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"'{values.iloc[pos]}' is not an ISO 8601 date or datetime "
+            f"'{values[pos]}' is not an ISO 8601 date or datetime "
             f"between {MIN_YEAR} and {MAX_YEAR}",
             file=_file(frame),
             row=row_of(frame, pos),
             column=column,
         )
-    parsed = parsed.where(~empty)
-    return pd.Series(
-        parsed.dt.tz_convert(None).astype("datetime64[ns]").to_numpy(), index=frame.index
-    )
+    naive = parsed.tz_convert(None).to_numpy().astype("datetime64[ns]")
+    naive[empty] = np.datetime64("NaT")
+    return pd.Series(naive, index=frame.index)
 
 
 def parse_numbers(
@@ -107,10 +126,9 @@ def parse_numbers(
         DataError: a value that is not a number, below ``minimum``, or not whole where
             ``integer``.
     """
-    values = frame[column].astype(object)
+    values = cells(frame, column)
     empty = missing_mask(values, missing)
-    parsed = pd.to_numeric(values.where(~empty, None), errors="coerce").astype("float64")
-    arr = parsed.to_numpy()
+    arr = np.asarray(pd.to_numeric(_blank(values, empty), errors="coerce"), dtype="float64")
     bad = (np.isnan(arr) & ~empty) | np.isinf(arr)
     problem = "is not a number"
     if not bad.any() and integer:
@@ -122,7 +140,7 @@ def parse_numbers(
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"'{values.iloc[pos]}' {problem}",
+            f"'{values[pos]}' {problem}",
             file=_file(frame),
             row=row_of(frame, pos),
             column=column,
@@ -159,14 +177,15 @@ def parse_bools(frame: pd.DataFrame, column: str, *, default: bool | None) -> pd
 
 def is_numeric_column(values: pd.Series, missing: Iterable[str] = ()) -> bool:
     """Return True when every non-missing value parses as a number (and at least one does)."""
-    empty = missing_mask(values, missing)
+    arr = values.to_numpy(dtype=object)
+    empty = missing_mask(arr, missing)
     if empty.all():
         return False
-    parsed = pd.to_numeric(values.where(~empty, None), errors="coerce")
-    return bool((parsed.notna().to_numpy() | empty).all())
+    parsed = np.asarray(pd.to_numeric(_blank(arr, empty), errors="coerce"), dtype="float64")
+    return bool((~np.isnan(parsed) | empty).all())
 
 
 def parse_categories(values: pd.Series, missing: Iterable[str] = ()) -> pd.Series:
     """Return an object Series of strings with missing cells as None."""
-    empty = missing_mask(values, missing)
-    return values.astype(object).where(~empty, None)
+    arr = values.to_numpy(dtype=object)
+    return pd.Series(_blank(arr, missing_mask(arr, missing)), index=values.index, dtype=object)

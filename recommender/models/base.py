@@ -128,15 +128,18 @@ def check_labels(y: Any, n_rows: int) -> np.ndarray:
 
 def numeric_values(X: pd.DataFrame, name: str) -> np.ndarray:
     """Return column ``name`` of ``X`` as float64 (anything unparsable becomes NaN)."""
-    return np.asarray(pd.to_numeric(X[name], errors="coerce"), dtype=np.float64)
+    col = X[name]
+    if col.dtype == np.float64:  # already typed (the usual case): no conversion pass
+        return np.asarray(col.to_numpy(), dtype=np.float64)
+    return np.asarray(pd.to_numeric(col, errors="coerce"), dtype=np.float64)
 
 
 def category_values(X: pd.DataFrame, name: str) -> np.ndarray:
     """Return column ``name`` of ``X`` as an object array of ``str``, None where missing."""
-    col = X[name]
-    mask = col.notna().to_numpy()
-    out = np.full(len(col), None, dtype=object)
-    out[mask] = col[mask].astype(str).to_numpy(dtype=object)
+    values = X[name].to_numpy(dtype=object)
+    present = ~np.asarray(pd.isna(values), dtype=bool)
+    out = np.full(len(values), None, dtype=object)
+    out[present] = [v if type(v) is str else str(v) for v in values[present]]
     return out
 
 

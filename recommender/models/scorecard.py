@@ -26,6 +26,7 @@ the odds), for a report a sales manager can read.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -101,14 +102,15 @@ class FieldBins:
             idx[np.isnan(values)] = missing_bin
             return idx
         cats = category_values(X, self.name)
-        idx = (
-            pd.Index(self.levels, dtype=object)
-            .get_indexer(pd.Index(cats, dtype=object))
-            .astype(np.int64)
-        )
+        idx = self._level_index.get_indexer(pd.Index(cats, dtype=object)).astype(np.int64)
         idx[idx < 0] = len(self.levels)
         idx[pd.isna(cats)] = missing_bin
         return idx
+
+    @functools.cached_property
+    def _level_index(self) -> pd.Index:
+        """``levels`` as an index, built (with its hash table) once per field."""
+        return pd.Index(self.levels, dtype=object)
 
     def labels(self) -> list[str]:
         """Return a readable label per bin, e.g. ``<= 3``, ``(3, 7]``, ``other``, ``missing``."""
