@@ -103,29 +103,68 @@ def main() -> None:
         root = Path(tmp)
         for n, promise in ((args.small, 15.0), (args.big, 60.0)):
             data = root / f"team{n}"
-            timed("simulate", [*cli, "simulate", str(data), "--leads", str(n), "--reps",
-                               str(args.reps), "--seed", "1"])
+            timed(
+                "simulate",
+                [
+                    *cli,
+                    "simulate",
+                    str(data),
+                    "--leads",
+                    str(n),
+                    "--reps",
+                    str(args.reps),
+                    "--seed",
+                    "1",
+                ],
+            )
             took = timed("train", [*cli, "train", str(data), "--out", str(root / f"m{n}")])
-            rows.append((f"train {n:,} leads x {args.reps} reps", took,
-                         bare_baseline(data, 1), f"<= {promise:.0f} s"))
+            rows.append(
+                (
+                    f"train {n:,} leads x {args.reps} reps",
+                    took,
+                    bare_baseline(data, 1),
+                    f"<= {promise:.0f} s",
+                )
+            )
         big = root / f"team{args.big}"
         took = timed("evaluate", [*cli, "evaluate", str(big), "--split-time", "2026-08-01"])
         rows.append((f"evaluate {args.big:,} leads", took, None, "<= 120 s"))
         lines = (big / "leads.csv").read_text().splitlines()
         batch = root / "batch.csv"
         batch.write_text("\n".join(lines[:2501]) + "\n")
-        took = timed("route", [*cli, "route", str(root / f"m{args.big}"), str(batch), "--reps",
-                               str(big / "reps.csv")])
+        took = timed(
+            "route",
+            [
+                *cli,
+                "route",
+                str(root / f"m{args.big}"),
+                str(batch),
+                "--reps",
+                str(big / "reps.csv"),
+            ],
+        )
         rows.append(("route 2,500 leads (whole command)", took, None, "<= 10 s"))
         many = root / "many"
-        timed("simulate", [*cli, "simulate", str(many), "--leads", str(args.score_leads),
-                           "--reps", "10", "--seed", "2"])
-        took = timed("score", [*cli, "score", str(root / f"m{args.big}"),
-                               str(many / "leads.csv")])
+        timed(
+            "simulate",
+            [
+                *cli,
+                "simulate",
+                str(many),
+                "--leads",
+                str(args.score_leads),
+                "--reps",
+                "10",
+                "--seed",
+                "2",
+            ],
+        )
+        took = timed("score", [*cli, "score", str(root / f"m{args.big}"), str(many / "leads.csv")])
         rows.append((f"score {args.score_leads:,} leads (whole command)", took, None, "-"))
         lib, bare = score_in_process(root / f"m{args.big}", many / "leads.csv")
-        rows.append((f"score {args.score_leads:,} leads in process (+grade, reasons)", lib,
-                     bare, "<= 5 s"))
+        rows.append(
+            (f"score {args.score_leads:,} leads in process (+grade, reasons)", lib, bare, "<= 5 s")
+        )
     print(f"{'what':52s} {'leadrank s':>11s} {'bare libs s':>12s}  promise")
     for what, took, bare, promise in rows:
         bare_s = f"{bare:12.1f}" if bare is not None else f"{'-':>12s}"

@@ -483,7 +483,9 @@ class ModelBundle:
             where: keep only accounts whose column equals the value (``{"region": "EMEA"}``).
             rep: add the accounts (or leads) this rep won in the history to the seeds.
 
-        Returns ``id`` and ``similarity`` (cosine in the ICP embedding), best first.
+        Returns ``id`` and ``similarity``, best first: in the default whitened ICP space, how
+        many standard deviations a row lies from the catalogue's mean along the seeds'
+        direction (0 = an average row; unbounded), see :class:`LookalikeIndex`.
 
         Raises:
             UnknownIdError: a seed the model has not indexed, or an unknown ``rep``.

@@ -1,8 +1,24 @@
 """Lookalike search: the accounts (or leads) nearest a set of seeds in an embedding space.
 
 A marketer picks seeds (best customers, a rep's wins, a segment) and asks for the ``k``
-most similar prospects. Every catalogue row is one L2-normalised embedding (cosine
-similarity = inner product). Below ``exact_threshold`` rows the index is exact
+most similar prospects. Every catalogue row is one embedding, stored in one of two spaces
+(``space``), and every score is an inner product in that space:
+
+* ``whitened`` (default): rows are centred on the catalogue mean and whitened,
+  ``x' = (x - mu) W`` with ``W = Sigma^-1/2`` of the Ledoit-Wolf shrunk covariance of the
+  catalogue. Their magnitude is kept (for the default contributions embedding it is how
+  strongly a row fits). Queries are unit vectors, so a score is how many standard
+  deviations a row lies from the catalogue mean along the query direction (a z-score,
+  unbounded, 0 = average row). With seeds, the query is the seeds' mean, so the score is
+  Fisher's linear discriminant ``(mu_seeds - mu)' Sigma^-1 (x - mu)`` scaled to unit
+  variance (Sigma is the catalogue's total covariance; for two classes its inverse gives
+  the same direction as the within-class one). Measured in bench/exp_lookalike_space.py:
+  lift@10 % on held-out converters 2.53 against 2.21 for cosine on X Education, equal
+  (1.54 against 1.52) on simulated account catalogues.
+* ``cosine``: rows L2-normalised, scores are cosine similarities in [-1, 1] (the only
+  space of indexes saved before ``space`` existed).
+
+Below ``exact_threshold`` rows the index is exact
 (``faiss.IndexFlatIP``); above it, an approximate index (IVF-Flat by default, HNSW on
 request) is built and tuned on the embeddings' own measured recall@100 against exact
 search over a sample of catalogue rows used as queries. When no setting reaches
@@ -15,11 +31,13 @@ re-ranking) so that all kinds return identical numbers for the same rows.
 
 Several seeds are combined by one of three methods:
 
-* ``centroid``: cosine to the normalised mean of the seeds;
-* ``contrast``: cosine to ``mean(seeds) - contrast_weight * mean(catalogue)``, which
-  removes the direction every embedding shares and keeps what sets the seeds apart;
-* ``max``: a candidate's largest cosine to any single seed (seed-wise top-k lists are
-  merged and re-scored exactly; the exact top-k by max is always inside their union).
+* ``centroid``: score against the normalised mean of the seeds;
+* ``contrast``: score against ``mean(seeds) - contrast_weight * mean(catalogue)``, which
+  removes the direction every embedding shares and keeps what sets the seeds apart (in
+  the ``whitened`` space the catalogue mean is 0, so ``contrast`` equals ``centroid``);
+* ``max``: a candidate's largest score against any single (normalised) seed (seed-wise
+  top-k lists are merged and re-scored exactly; the exact top-k by max is always inside
+  their union).
 
 Filters are a boolean mask over catalogue rows (``True`` = leave out). Approximate search
 honours it through a FAISS id selector and widens its search until it has
@@ -38,6 +56,7 @@ from typing import Any
 
 import faiss as _faiss
 import numpy as np
+from sklearn.covariance import LedoitWolf
 
 from recommender.errors import ModelFolderError, NotFittedError, UnknownIdError
 from recommender.models.base import init_params
@@ -51,6 +70,7 @@ ARRAYS_FILE = "lookalike_embeddings.npz"
 INDEX_FILE = "lookalike.faiss"
 
 METHODS = ("centroid", "contrast", "max")
+SPACES = ("whitened", "cosine")
 APPROXIMATE_KINDS = ("ivf", "hnsw")
 _TUNE_K = 100
 _MAX_EF = 2048
@@ -79,6 +99,26 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
+def _whitening(x: np.ndarray, sample: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Catalogue mean (all rows) and ``Sigma^-1/2`` of the Ledoit-Wolf covariance, float64.
+
+    The covariance is estimated on at most ``sample`` rows drawn with ``seed``. Eigenvalues
+    are floored at 1e-9 of the largest (directions with no variance are not blown up);
+    a catalogue with no variance at all gets the identity.
+    """
+    mu = x.mean(axis=0, dtype=np.float64)
+    n = x.shape[0]
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
+    part = x if sample >= n else x[rows]
+    cov = LedoitWolf().fit(part.astype(np.float64) - mu).covariance_
+    vals, vecs = np.linalg.eigh(cov)
+    top = float(vals.max())
+    if not top > 0:
+        return mu, np.eye(x.shape[1])
+    scale = 1.0 / np.sqrt(np.maximum(vals, 1e-9 * top))
+    return mu, (vecs * scale) @ vecs.T
 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:
@@ -128,6 +168,10 @@ class LookalikeIndex:
             ``contrast`` by default: on planted-cluster data it matched or beat
             ``centroid`` everywhere and ``max`` except for seeds spread over several
             clusters (bench/bench_lookalike.py).
+        space: ``whitened`` (centred and whitened rows, scores are z-scores along the query
+            direction) or ``cosine`` (normalised rows, scores are cosines); see the module
+            docstring.
+        covariance_sample: most rows the ``whitened`` covariance is estimated on.
         seed: random seed of the k-means training sample, k-means and tuning queries.
         n_threads: FAISS threads during ``fit`` and queries (``None``: leave as set).
         approximate: ``ivf`` (IVF-Flat, nlist ~ 4 sqrt(n), nprobe tuned) or ``hnsw``
@@ -142,7 +186,10 @@ class LookalikeIndex:
 
     Attributes:
         ids_: catalogue ids (str array, row order).
-        embeddings_: normalised float32 embeddings, one row per id.
+        embeddings_: float32 rows in the index space (``transform`` of the fitted ones).
+        mean_: mean row of ``embeddings_``.
+        centre_: raw catalogue mean (``whitened``; ``None`` for ``cosine``).
+        whitening_: ``Sigma^-1/2``, (d, d) (``whitened``; ``None`` for ``cosine``).
         kind_: ``flat``, ``ivf`` or ``hnsw``.
         recall_: recall@100 against exact search measured at fit (1.0 for ``flat``).
         fallback_: why an approximate index was given up for exact search, else ``None``.
@@ -165,6 +212,8 @@ class LookalikeIndex:
         max_scan_fraction: float = 0.25,
         nlist: int | None = None,
         train_points_per_list: int = 40,
+        space: str = "whitened",
+        covariance_sample: int = 100_000,
     ) -> None:
         self.exact_threshold = exact_threshold
         self.target_recall = target_recall
@@ -177,6 +226,8 @@ class LookalikeIndex:
         self.max_scan_fraction = max_scan_fraction
         self.nlist = nlist
         self.train_points_per_list = train_points_per_list
+        self.space = space
+        self.covariance_sample = covariance_sample
 
     # ------------------------------------------------------------------ fitting
     def get_params(self) -> dict[str, Any]:
@@ -184,11 +235,12 @@ class LookalikeIndex:
         return init_params(self)
 
     def fit(self, ids: Sequence[str], embeddings: np.ndarray) -> LookalikeIndex:
-        """Index ``embeddings`` (one row per id) for cosine-similarity search.
+        """Index ``embeddings`` (one row per id) in ``space`` for inner-product search.
 
         Args:
             ids: unique string ids, one per row.
-            embeddings: float array of shape (len(ids), d), d >= 1; rows are L2-normalised.
+            embeddings: float array of shape (len(ids), d), d >= 1, raw (unnormalised);
+                they are stored as ``transform(embeddings)``.
 
         Returns:
             self.
@@ -199,6 +251,10 @@ class LookalikeIndex:
         """
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got '{self.method}'")
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got '{self.space}'")
+        if self.covariance_sample < 2:
+            raise ValueError(f"covariance_sample must be >= 2, got {self.covariance_sample}")
         if self.approximate not in APPROXIMATE_KINDS:
             raise ValueError(
                 f"approximate must be one of {APPROXIMATE_KINDS}, got '{self.approximate}'"
@@ -217,7 +273,12 @@ class LookalikeIndex:
         if len(unique) != len(id_array):
             raise ValueError(f"duplicate id '{unique[counts > 1][0]}'")
         self.ids_ = id_array
-        self.embeddings_ = _normalise(x)
+        self.centre_: np.ndarray | None = None
+        self.whitening_: np.ndarray | None = None
+        if self.space == "whitened":
+            sample = min(len(id_array), self.covariance_sample)
+            self.centre_, self.whitening_ = _whitening(x, sample, self.seed)
+        self.embeddings_ = self.transform(x)
         self.mean_ = self.embeddings_.mean(axis=0, dtype=np.float64).astype(np.float32)
         self.kind_ = "flat"
         self.recall_: float | None = 1.0
@@ -234,6 +295,28 @@ class LookalikeIndex:
             else:
                 self._fit_hnsw()
         return self
+
+    def transform(self, embeddings: np.ndarray) -> np.ndarray:
+        """Raw embeddings (n, d) mapped into the index space, C-contiguous float32.
+
+        ``cosine``: rows L2-normalised. ``whitened``: ``(x - centre_) @ whitening_``.
+
+        Raises:
+            NotFittedError: ``whitened`` before ``fit``/``load``.
+            ValueError: not a 2-D array with the fitted width.
+        """
+        x = np.asarray(embeddings)
+        if self.space == "cosine":
+            return _normalise(x)
+        if getattr(self, "whitening_", None) is None:
+            raise NotFittedError("LookalikeIndex is not fitted: call fit() or load() first")
+        assert self.centre_ is not None and self.whitening_ is not None
+        if x.ndim != 2 or x.shape[1] != self.whitening_.shape[0]:
+            raise ValueError(
+                f"embeddings must have shape (n, {self.whitening_.shape[0]}), got {x.shape}"
+            )
+        z = (x.astype(np.float64) - self.centre_) @ self.whitening_
+        return np.ascontiguousarray(z, dtype=np.float32)
 
     def _flat_index(self) -> Any:
         """An exact inner-product index over ``embeddings_``."""
@@ -397,8 +480,11 @@ class LookalikeIndex:
             exclude: bool mask over ``ids_``; ``True`` rows are never returned.
 
         Returns:
-            ``(id, similarity)`` pairs, similarity a cosine in [-1, 1] (to the centroid,
-            the contrast vector, or the nearest seed for ``max``), best first.
+            ``(id, similarity)`` pairs, best first. ``similarity`` is the inner product of
+            the row with the unit query (the centroid, the contrast vector, or the
+            best single seed for ``max``) in the index space: for ``whitened`` a z-score
+            (standard deviations from the catalogue mean along the query direction,
+            unbounded), for ``cosine`` a cosine in [-1, 1].
 
         Raises:
             NotFittedError: before ``fit``/``load``.
@@ -418,7 +504,7 @@ class LookalikeIndex:
         vectors = self.embeddings_[rows]
         with _faiss_threads(self.n_threads):
             if method == "max":
-                return self._query_max(vectors, k, rows, mask)
+                return self._query_max(_normalise(vectors), k, rows, mask)
             query = vectors.mean(axis=0)
             if method == "contrast":
                 contrast = query - self.contrast_weight * self.mean_
@@ -429,7 +515,11 @@ class LookalikeIndex:
     def query_vector(
         self, vector: np.ndarray, k: int, exclude: np.ndarray | None = None
     ) -> Results:
-        """The ``k`` catalogue ids nearest a vector of the embedding space (cosine), best first.
+        """The ``k`` catalogue ids that score highest against a raw embedding ``vector``.
+
+        The vector is a row like those given to ``fit``; it is mapped by ``transform``
+        and normalised, so scores are as in ``query`` (a z-score along the direction from
+        the catalogue mean to the vector for ``whitened``, a cosine for ``cosine``).
 
         Raises:
             NotFittedError: before ``fit``/``load``.
@@ -446,7 +536,8 @@ class LookalikeIndex:
         mask = self._check_exclude(exclude)
         with _faiss_threads(self.n_threads):
             no_seeds = np.empty(0, dtype=np.int64)
-            out_rows, scores = self._search(_normalise(v[None, :]), k, no_seeds, mask)[0]
+            q = _normalise(self.transform(v[None, :]))
+            out_rows, scores = self._search(q, k, no_seeds, mask)[0]
         return self._results(out_rows, scores)
 
     def _results(self, rows: np.ndarray, scores: np.ndarray) -> Results:
@@ -456,7 +547,7 @@ class LookalikeIndex:
     def _query_max(
         self, seeds: np.ndarray, k: int, rows: np.ndarray, mask: np.ndarray | None
     ) -> Results:
-        """Top ``k`` by the largest cosine to any seed: merge per-seed top-k lists, re-score."""
+        """Top ``k`` by the best score against any unit seed: merge per-seed lists, re-score."""
         found = self._search(seeds, k, rows, mask)
         candidates = np.unique(np.concatenate([r for r, _ in found]))
         best = np.empty(len(candidates), dtype=np.float32)
@@ -504,7 +595,7 @@ class LookalikeIndex:
         return out
 
     def _rerank(self, query: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact cosine of candidate ``rows``; the best ``k`` (ties by row), best first."""
+        """Exact scores of candidate ``rows``; the best ``k`` (ties by row), best first."""
         scores = self.embeddings_[rows] @ query
         order = np.lexsort((rows, -scores))[:k]
         return rows[order], scores[order]
@@ -579,7 +670,8 @@ class LookalikeIndex:
         """Write the fitted index into the existing folder ``path``.
 
         Files: ``lookalike.json`` (parameters, kind, recall, tuning, counts),
-        ``lookalike_embeddings.npz`` (``ids``, ``embeddings``, ``mean``) and
+        ``lookalike_embeddings.npz`` (``ids``, ``embeddings``, ``mean``, and for
+        ``whitened`` also ``centre`` and ``whitening``) and
         ``lookalike.faiss`` (the FAISS index). Each file is written under a temporary name
         and renamed, so a failure leaves no half-written file.
 
@@ -608,7 +700,10 @@ class LookalikeIndex:
         faiss.write_index(self.index_, str(tmp_index))
         tmp_arrays = folder / f".{ARRAYS_FILE}.tmp"
         with open(tmp_arrays, "wb") as fh:
-            np.savez(fh, ids=self.ids_, embeddings=self.embeddings_, mean=self.mean_)
+            arrays = {"ids": self.ids_, "embeddings": self.embeddings_, "mean": self.mean_}
+            if self.centre_ is not None and self.whitening_ is not None:
+                arrays |= {"centre": self.centre_, "whitening": self.whitening_}
+            np.savez(fh, **arrays)
         tmp_meta = folder / f".{META_FILE}.tmp"
         tmp_meta.write_text(json.dumps(meta, indent=2), encoding="utf-8")
         os.replace(tmp_index, folder / INDEX_FILE)
@@ -619,6 +714,8 @@ class LookalikeIndex:
     def load(cls, path: Path) -> LookalikeIndex:
         """Read an index written by ``save``; the FAISS index is read, not rebuilt.
 
+        A folder written before ``space`` existed is a ``cosine`` index.
+
         Raises:
             ModelFolderError: a missing file, an unsupported format version, or files
                 that disagree with each other.
@@ -628,6 +725,8 @@ class LookalikeIndex:
             meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
             with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
                 ids, embeddings, mean = arrays["ids"], arrays["embeddings"], arrays["mean"]
+                centre = arrays.get("centre", None)
+                whitening = arrays.get("whitening", None)
             index = faiss.read_index(str(folder / INDEX_FILE))
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             raise ModelFolderError(f"cannot read lookalike index from '{folder}': {exc}") from exc
@@ -637,7 +736,11 @@ class LookalikeIndex:
             )
         if not (len(ids) == embeddings.shape[0] == index.ntotal == meta["n_ids"]):
             raise ModelFolderError(f"lookalike files in '{folder}' disagree on the number of ids")
-        self = cls(**meta["params"])
+        params = {"space": "cosine", **meta["params"]}
+        if params["space"] == "whitened" and (centre is None or whitening is None):
+            raise ModelFolderError(f"whitened lookalike index in '{folder}' lacks its whitening")
+        self = cls(**params)
+        self.centre_, self.whitening_ = centre, whitening
         self.ids_, self.embeddings_, self.mean_ = (
             ids.astype(str),
             embeddings.astype(np.float32),

@@ -284,6 +284,32 @@ def _fit_lookalike(
     X: pd.DataFrame,
 ) -> tuple[LookalikeIndex | None, str]:
     """Embed every account (or lead, without accounts) in the ICP space and index it."""
+    ids, emb, kind = lookalike_embedding(ds, cfg, scorer, engagement, encoder, affinity, X)
+    if len(ids) < 2:
+        return None, kind
+    index = LookalikeIndex(
+        exact_threshold=cfg.exact_threshold, seed=cfg.seed, n_threads=cfg.n_threads
+    )
+    return index.fit(list(ids), emb), kind
+
+
+def lookalike_embedding(
+    ds: Dataset,
+    cfg: TrainConfig,
+    scorer: LeadScorer,
+    engagement: EngagementModel,
+    encoder: FeatureEncoder,
+    affinity: RepAffinity | None,
+    X: pd.DataFrame,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The lookalike catalogue: ids, raw float32 embeddings (one row per id) and its kind.
+
+    Accounts when ``ds`` has them (``kind`` ``account``, embedded from their own columns
+    with no events), else leads (``lead``, from ``X``). The embedding is the scorer's
+    per-feature log-odds contributions (``cfg.embedding == "contributions"``, their sum is
+    the row's logit less the base value) or the affinity model's lead representation.
+    Unnormalised: the index decides the geometry.
+    """
     if ds.accounts is not None and len(ds.accounts):
         kind = "account"
         ids = ds.accounts[Columns.ACCOUNT].astype(str).to_numpy()
@@ -303,16 +329,12 @@ def _fit_lookalike(
         frame = ds.feature_frame()
         inputs = X
     if len(ids) < 2:
-        return None, kind
+        return ids, np.zeros((len(ids), 1), dtype=np.float32), kind
     if cfg.embedding == "affinity" and affinity is not None:
         emb = affinity.engine_.lead_embeddings(encoder.transform(frame))
     else:
         emb = np.asarray(scorer.explain(inputs), dtype=np.float32)
-    emb = np.nan_to_num(np.asarray(emb, dtype=np.float32))
-    index = LookalikeIndex(
-        exact_threshold=cfg.exact_threshold, seed=cfg.seed, n_threads=cfg.n_threads
-    )
-    return index.fit(list(ids), emb), kind
+    return ids, np.nan_to_num(np.asarray(emb, dtype=np.float32)), kind
 
 
 def train(

@@ -250,7 +250,12 @@ class LookalikeRequest(BaseModel):
 
 
 class Lookalike(BaseModel):
-    """A similar account (or lead) and its similarity to the seeds."""
+    """A similar account (or lead) and its similarity to the seeds.
+
+    ``similarity``: in the default whitened ICP space, standard deviations from the
+    catalogue's mean along the seeds' direction (0 = an average row; higher = more like
+    the seeds in what converts).
+    """
 
     id: str
     similarity: float
@@ -260,7 +265,7 @@ class LookalikeResponse(BaseModel):
     """Answer of ``/v1/lookalikes``, most similar first."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"results": [{"id": "A-0107", "similarity": 0.93}]}]}
+        json_schema_extra={"examples": [{"results": [{"id": "A-0107", "similarity": 2.41}]}]}
     )
 
     results: list[Lookalike]

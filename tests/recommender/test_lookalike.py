@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
-from recommender.errors import NotFittedError, UnknownIdError
+from recommender.errors import ModelFolderError, NotFittedError, UnknownIdError
 from recommender.lookalike import METHODS, LookalikeIndex, lift_at
 
 N, D = 3000, 16
@@ -27,16 +28,25 @@ IDS = [f"a{i:05d}" for i in range(N)]
 X = clustered()
 
 
-def fitted(kind: str, x: np.ndarray = X, ids: list[str] = IDS) -> LookalikeIndex:
-    """An index of ``kind`` (flat / ivf / hnsw) over ``x``."""
+def fitted(
+    kind: str, x: np.ndarray = X, ids: list[str] = IDS, space: str = "whitened"
+) -> LookalikeIndex:
+    """An index of ``kind`` (flat / ivf / hnsw) over ``x`` in ``space``."""
     if kind == "flat":
-        return LookalikeIndex().fit(ids, x)
-    return LookalikeIndex(exact_threshold=0, approximate=kind, nlist=32, n_threads=1).fit(ids, x)
+        return LookalikeIndex(space=space).fit(ids, x)
+    return LookalikeIndex(
+        exact_threshold=0, approximate=kind, nlist=32, n_threads=1, space=space
+    ).fit(ids, x)
+
+
+@pytest.fixture(scope="module", params=["whitened", "cosine"])
+def indexes(request: pytest.FixtureRequest) -> dict[str, LookalikeIndex]:
+    return {kind: fitted(kind, space=request.param) for kind in ("flat", "ivf", "hnsw")}
 
 
 @pytest.fixture(scope="module")
-def indexes() -> dict[str, LookalikeIndex]:
-    return {kind: fitted(kind) for kind in ("flat", "ivf", "hnsw")}
+def cosine() -> LookalikeIndex:
+    return fitted("flat", space="cosine")
 
 
 def brute(x: np.ndarray, query: np.ndarray, k: int, skip: set[int]) -> list[int]:
@@ -81,27 +91,27 @@ def test_exact_and_approximate_agree(indexes: dict[str, LookalikeIndex], method:
         assert np.mean(overlaps) >= 0.9, kind
 
 
-def test_centroid_matches_brute_force(indexes: dict[str, LookalikeIndex]) -> None:
+def test_centroid_matches_brute_force(cosine: LookalikeIndex) -> None:
     xn = X / np.linalg.norm(X, axis=1, keepdims=True)
     rows = [3, 17, 400]
-    got = indexes["flat"].query([IDS[r] for r in rows], 20, method="centroid")
+    got = cosine.query([IDS[r] for r in rows], 20, method="centroid")
     want = brute(X, xn[rows].mean(axis=0), 20, set(rows))
     assert [i for i, _ in got] == [IDS[r] for r in want]
     scores = [s for _, s in got]
     assert scores == sorted(scores, reverse=True)
 
 
-def test_contrast_and_max_match_brute_force(indexes: dict[str, LookalikeIndex]) -> None:
+def test_contrast_and_max_match_brute_force(cosine: LookalikeIndex) -> None:
     xn = X / np.linalg.norm(X, axis=1, keepdims=True)
     rows = [5, 900, 2500]
     contrast = xn[rows].mean(axis=0) - xn.mean(axis=0)
-    got = indexes["flat"].query([IDS[r] for r in rows], 20, method="contrast")
+    got = cosine.query([IDS[r] for r in rows], 20, method="contrast")
     assert [i for i, _ in got] == [IDS[r] for r in brute(X, contrast, 20, set(rows))]
 
     best = (xn @ xn[rows].T).max(axis=1)
     best[rows] = -np.inf
     want = np.argsort(-best, kind="stable")[:30]
-    got_max = indexes["flat"].query([IDS[r] for r in rows], 30, method="max")
+    got_max = cosine.query([IDS[r] for r in rows], 30, method="max")
     assert [i for i, _ in got_max] == [IDS[r] for r in want]
     assert np.allclose([s for _, s in got_max], best[want], atol=1e-5)
 
@@ -217,7 +227,7 @@ def test_save_load_round_trip(
 
 def test_unstructured_embeddings_fall_back_to_exact() -> None:
     x = np.random.default_rng(3).standard_normal((N, 48)).astype(np.float32)
-    index = LookalikeIndex(exact_threshold=0, max_scan_fraction=0.1).fit(IDS, x)
+    index = LookalikeIndex(exact_threshold=0, max_scan_fraction=0.1, space="cosine").fit(IDS, x)
     assert index.kind_ == "flat" and index.recall_ == 1.0
     assert index.fallback_ is not None and "exact search" in index.fallback_
     got = [i for i, _ in index.query(["a00000"], 10, method="centroid")]
@@ -232,3 +242,87 @@ def test_lift_at() -> None:
     assert math.isnan(lift_at(order, set(), 0.1))
     with pytest.raises(ValueError):
         lift_at(order, {"a"}, 0.0)
+
+
+def lda_scores(x: np.ndarray, seed_rows: list[int]) -> np.ndarray:
+    """Fisher's discriminant of every row, by numpy and sklearn only, and its scale.
+
+    ``(mu_seeds - mu)' Sigma^-1 (x - mu)`` with the Ledoit-Wolf covariance of all rows,
+    divided by the discriminant's own standard deviation over the rows.
+    """
+    from sklearn.covariance import LedoitWolf
+
+    x = x.astype(np.float64)
+    mu = x.mean(axis=0)
+    cov = LedoitWolf().fit(x - mu).covariance_
+    direction = np.linalg.solve(cov, x[seed_rows].mean(axis=0) - mu)
+    scores: np.ndarray = ((x - mu) @ direction) / np.sqrt(direction @ cov @ direction)
+    return scores
+
+
+def test_whitened_contrast_is_the_lda_score() -> None:
+    # anisotropic, correlated rows: whitening changes the order against plain cosine
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((400, 6)) @ rng.standard_normal((6, 6)) + 3.0).astype(np.float32)
+    ids = [f"r{i}" for i in range(400)]
+    index = LookalikeIndex().fit(ids, x)
+    assert index.space == "whitened"
+    seeds = [2, 50, 77, 300]
+    want = lda_scores(x, seeds)
+    for method in ("contrast", "centroid"):
+        got = index.query([ids[r] for r in seeds], 400, method=method)
+        assert len(got) == 396
+        rows = [int(i[1:]) for i, _ in got]
+        assert np.allclose([s for _, s in got], want[rows], atol=1e-4)
+        assert np.all(np.diff([s for _, s in got]) <= 0)
+    cosine = LookalikeIndex(space="cosine").fit(ids, x)
+    assert [i for i, _ in cosine.query([ids[r] for r in seeds], 50)] != [
+        i for i, _ in index.query([ids[r] for r in seeds], 50)
+    ]
+
+
+def test_whitened_rows_have_unit_covariance_and_max_is_unit_seed() -> None:
+    index = LookalikeIndex().fit(IDS, X)
+    z = index.embeddings_.astype(np.float64)
+    assert np.allclose(z.mean(axis=0), 0.0, atol=1e-4)
+    cov = np.cov(z, rowvar=False)
+    assert np.allclose(np.diag(cov), 1.0, atol=0.15)  # shrinkage keeps it near, not at, 1
+    rows = [5, 900, 2500]
+    unit = z[rows] / np.linalg.norm(z[rows], axis=1, keepdims=True)
+    best = (z @ unit.T).max(axis=1)
+    best[rows] = -np.inf
+    want = np.argsort(-best, kind="stable")[:30]
+    got = index.query([IDS[r] for r in rows], 30, method="max")
+    assert [i for i, _ in got] == [IDS[r] for r in want]
+    assert np.allclose([s for _, s in got], best[want], atol=1e-4)
+
+
+def test_query_vector_transforms_a_raw_row() -> None:
+    index = LookalikeIndex().fit(IDS, X)
+    by_vector = index.query_vector(X[10], 20, exclude=np.arange(N) == 10)
+    by_seed = index.query([IDS[10]], 20, method="centroid")
+    assert [i for i, _ in by_vector] == [i for i, _ in by_seed]
+    assert np.allclose([s for _, s in by_vector], [s for _, s in by_seed], atol=1e-5)
+    with pytest.raises(ValueError):
+        index.transform(X[:, :3])
+
+
+def test_folder_without_space_loads_as_cosine(tmp_path: Path) -> None:
+    index = fitted("flat", space="cosine")
+    index.save(tmp_path)
+    meta = json.loads((tmp_path / "lookalike.json").read_text(encoding="utf-8"))
+    del meta["params"]["space"], meta["params"]["covariance_sample"]
+    (tmp_path / "lookalike.json").write_text(json.dumps(meta), encoding="utf-8")
+    loaded = LookalikeIndex.load(tmp_path)
+    assert loaded.space == "cosine" and loaded.whitening_ is None
+    assert loaded.query(["a00001", "a00002"], 25) == index.query(["a00001", "a00002"], 25)
+
+
+def test_whitened_folder_without_whitening_is_refused(tmp_path: Path) -> None:
+    index = fitted("flat")
+    index.save(tmp_path)
+    with np.load(tmp_path / "lookalike_embeddings.npz", allow_pickle=False) as a:
+        kept = {k: a[k] for k in ("ids", "embeddings", "mean")}
+    np.savez(tmp_path / "lookalike_embeddings.npz", **kept)
+    with pytest.raises(ModelFolderError, match="whitening"):
+        LookalikeIndex.load(tmp_path)
