@@ -115,7 +115,9 @@ def train(
         str | None, typer.Option("--until", help="Use only leads created before this time.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
-    engine: Annotated[str, typer.Option(help="Affinity engine: lightfm or implicit.")] = "lightfm",
+    engine: Annotated[
+        str, typer.Option(help="Affinity engine: lightfm, implicit or pair.")
+    ] = "lightfm",
     half_life: Annotated[
         float, typer.Option("--half-life", min=0.01, help="Engagement half-life in days.")
     ] = 14.0,
@@ -125,10 +127,11 @@ def train(
     Example: leadrank train ./my-crm --out ./model --until 2026-06-01
     """
     from recommender.config import TrainConfig
+    from recommender.models.affinity import ENGINES
     from recommender.pipeline import train as run_train
 
-    if engine not in ("lightfm", "implicit"):
-        fail(f"--engine must be lightfm or implicit, not '{engine}'")
+    if engine not in ENGINES:
+        fail(f"--engine must be one of {', '.join(ENGINES)}, not '{engine}'")
     cfg = TrainConfig(seed=seed, affinity_engine=engine, half_life_days=half_life)
     cut = _parse_time(until, "--until") if until else None
     bundle = run_train(data, out, until=cut, config=cfg, progress=step_printer("train"))

@@ -16,7 +16,8 @@ class TrainConfig:
         horizon_days: a training lead's engagement is taken as of ``created_at`` plus this
             many days (never after its outcome closed); new leads are scored as of the same
             point, or now if sooner.
-        affinity_engine: ``lightfm`` or ``implicit``.
+        affinity_engine: ``lightfm`` (default), ``implicit`` or ``pair`` (penalised
+            per-(rep, feature value) logistic model; see ``models/affinity_pair.py``).
         n_components: width of the affinity (ICP) embedding.
         n_threads: threads for model fitting and scoring. The default 1 keeps training
             bit-for-bit reproducible for a seed (LightFM's parallel SGD is not); more

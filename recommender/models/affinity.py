@@ -39,7 +39,7 @@ from recommender.errors import ModelFolderError, NotFittedError
 from recommender.models.base import init_params
 
 FloatArray = np.ndarray
-ENGINES = ("lightfm", "implicit")
+ENGINES = ("lightfm", "implicit", "pair")
 _FORMAT = "leadrank.affinity/1"
 
 
@@ -156,6 +156,10 @@ def make_engine(
         return ImplicitAffinity(
             n_components=n_components, iterations=epochs, seed=seed, n_threads=n_threads
         )
+    if engine == "pair":
+        from recommender.models.affinity_pair import PairAffinity
+
+        return PairAffinity(n_components=n_components, seed=seed, n_threads=n_threads)
     raise ValueError(f"unknown affinity engine '{engine}'; expected one of {ENGINES}")
 
 
@@ -169,6 +173,10 @@ def engine_class(engine: str) -> Any:
         from recommender.models.affinity_implicit import ImplicitAffinity
 
         return ImplicitAffinity
+    if engine == "pair":
+        from recommender.models.affinity_pair import PairAffinity
+
+        return PairAffinity
     raise ModelFolderError(f"unknown affinity engine '{engine}'")
 
 

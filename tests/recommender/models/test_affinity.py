@@ -20,6 +20,7 @@ from recommender.models.affinity import (
     sigmoid,
 )
 from recommender.models.affinity_lightfm import LightFMAffinity
+from recommender.models.affinity_pair import PairAffinity, fit_logistic, pair_design
 
 N_SEG = 4
 
@@ -298,3 +299,93 @@ def test_placebo_separates_real_signal(team: Team) -> None:
     assert out["significant"]
     assert out["real_ci"][0] > out["placebo_ci"][1]
     assert abs(out["placebo_gain"]) < 0.01
+
+
+# --------------------------------------------------------------------- pair engine
+
+
+def _pair(t: Team, **kw: object) -> PairAffinity:
+    eng = PairAffinity(n_threads=1, **kw)  # type: ignore[arg-type]
+    return eng.fit(t.rep, np.arange(len(t.rep)), t.label, t.x, n_reps=t.n_reps)
+
+
+def test_fit_logistic_matches_sklearn(team: Team) -> None:
+    """The penalised solver equals scikit-learn's L2 logistic regression (free intercept)."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = team.x.toarray().astype(np.float64)
+    a = sp.csr_matrix(np.hstack([x, np.ones((len(x), 1))]))
+    lam = 5.0
+    pen = np.r_[np.full(x.shape[1], lam), 0.0]
+    w = fit_logistic(a, team.label, np.zeros(len(x)), pen, max_iter=2000)
+    ref = LogisticRegression(C=1.0 / lam, tol=1e-10, max_iter=5000).fit(x, team.label)
+    np.testing.assert_allclose(w[:-1], ref.coef_.ravel(), atol=1e-3)
+    assert w[-1] == pytest.approx(float(ref.intercept_[0]), abs=1e-3)
+
+
+def test_pair_design_columns() -> None:
+    x = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]]))
+    d = pair_design(x, np.array([1, 0]), n_reps=2).toarray()
+    expected = np.zeros((2, 2 * 4))
+    expected[0, [1, 2 + 3 + 0, 2 + 3 + 2]] = [1.0, 1.0, 2.0]
+    expected[1, [0, 2 + 1]] = 1.0
+    np.testing.assert_array_equal(d, expected)
+
+
+def test_pair_full_rank_equals_the_penalised_glm(team: Team) -> None:
+    """With rank >= features, rep differences are exactly those of the stage-2 GLM."""
+    p = team.x.shape[1]
+    eng = _pair(team, l2=10.0, n_components=p)
+    x = sp.csr_matrix(team.x, dtype=np.float64)
+    lead = sp.hstack([x, sp.csr_matrix(np.ones((x.shape[0], 1)))], format="csr")
+    lead_w = fit_logistic(lead, team.label, np.zeros(x.shape[0]), np.r_[np.full(p, 1.0), 0.0])
+    design = pair_design(x, team.rep, team.n_reps)
+    w = fit_logistic(design, team.label, lead @ lead_w, np.full(design.shape[1], 10.0))
+    direct = x[:40] @ w[team.n_reps :].reshape(team.n_reps, p).T + w[: team.n_reps]
+    got = eng.affinity(team.x[:40]).astype(np.float64)
+
+    def centre(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a - a.mean(axis=1, keepdims=True))
+
+    np.testing.assert_allclose(centre(got), centre(direct), atol=2e-3)
+    low = _pair(team, l2=10.0, n_components=1).affinity(team.x[:40])
+    assert not np.allclose(centre(low), centre(got), atol=1e-3)
+
+
+def test_pair_picks_no_table_without_rep_signal(flat_team: Team, team: Team) -> None:
+    flat = _pair(flat_team)
+    real = _pair(team)
+    assert np.isfinite(real.l2_) and real.l2_ in real.l2_grid
+    spread = flat.affinity(flat_team.x).std(axis=1).mean()
+    assert spread < 0.5 * real.affinity(team.x).std(axis=1).mean()
+
+
+def test_pair_rejects_bad_parameters(team: Team) -> None:
+    with pytest.raises(ValueError, match="n_components"):
+        _pair(team, n_components=0)
+    with pytest.raises(ValueError, match="positive"):
+        _pair(team, l2=0.0)
+    with pytest.raises(ValueError, match="rep_features"):
+        PairAffinity().fit(
+            team.rep, np.arange(len(team.rep)), team.label, team.x,
+            sp.csr_matrix(np.ones((2, 1))), n_reps=team.n_reps,
+        )  # fmt: skip
+
+
+def test_pair_combiner_placebo_and_unseen_rep(flat_team: Team, team: Team, tmp_path: Path) -> None:
+    """Through the combiner: the global score on a flat team; unseen reps get 0; round trip."""
+    flat = _combiner(flat_team, "pair")
+    assert flat.strength_ == 0.0
+    proba = flat.predict_proba(flat_team.base_logit, flat_team.x)
+    np.testing.assert_allclose(proba[:, 0], sigmoid(flat_team.base_logit), atol=1e-6)
+    keep = team.rep != 5
+    model = RepAffinity("pair", n_components=8, n_threads=1).fit(
+        team.rep[keep], np.flatnonzero(keep), team.label[keep], team.base_logit[keep], team.x,
+        None, n_reps=team.n_reps + 1, order=np.flatnonzero(keep),
+    )  # fmt: skip
+    assert model.strength_ > 0
+    adj = model.predict_logit_adjustment(team.x[:200])
+    assert np.all(adj[:, [5, 12]] == 0.0) and np.any(adj[:, 0] != 0.0)
+    model.save(tmp_path / "aff")
+    back = RepAffinity.load(tmp_path / "aff")
+    np.testing.assert_array_equal(back.predict_logit_adjustment(team.x[:200]), adj)
