@@ -4,9 +4,10 @@ Both run under uvicorn on loopback (``--loop``/``--http``, default uvloop + http
 ``--workers`` processes each), in their own processes, and are driven by the same async
 httpx client at the same concurrency, in the same run. The bare endpoint answers a
 constant JSON body of the same size as a route answer, so the gap is what scoring,
-routing and the database cost. A last line times the library alone in this process
-(``leads_from_records`` + ``ModelBundle.route`` for one lead, one thread): its ms per
-request bound what any server can do on this machine.
+routing and the database cost. The service routes concurrent requests together
+(``service/batching.py``); the mean requests per batch is read from ``/metrics``. A last
+line times the library alone in this process (``leads_from_records`` +
+``ModelBundle.route``, one thread) for one lead and for 16 leads in one call.
 
     python bench/bench_service.py [--requests 3000] [--concurrency 32] [--db URL]
         [--workers N] [--loop uvloop|asyncio] [--http httptools|h11] [--repeat R]
@@ -21,6 +22,8 @@ import asyncio
 import csv
 import json
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -109,8 +112,10 @@ def start(code: str, *args: str, **env_vars: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env)
 
 
-def library_ms(model: Path, template: dict[str, Any], n: int = 300) -> tuple[float, float]:
-    """Median and mean ms of ``leads_from_records`` + ``route`` for one lead (one thread)."""
+def library_ms(
+    model: Path, template: dict[str, Any], n: int = 300, batch: int = 1
+) -> tuple[float, float]:
+    """Median and mean ms of ``leads_from_records`` + ``route`` for ``batch`` leads."""
     from recommender.pipeline import ModelBundle
 
     bundle = ModelBundle.load(model)
@@ -118,9 +123,9 @@ def library_ms(model: Path, template: dict[str, Any], n: int = 300) -> tuple[flo
     reps["capacity"] = pd.array([None] * len(reps), dtype="Int64")
     times = []
     for i in range(n + 20):
-        record = lead(2 * 10**7 + i, template)
+        records = [lead(2 * 10**7 + i * batch + j, template) for j in range(batch)]
         t = time.perf_counter()
-        leads = bundle.leads_from_records([record])
+        leads = bundle.leads_from_records(records)
         bundle.route(leads, reps=reps, used={}, events=None, seed=i, n_alternatives=3)
         times.append(time.perf_counter() - t)
     times = sorted(times[20:])
@@ -174,14 +179,73 @@ async def drive(
         return time.perf_counter() - start_t, latencies, errors
 
 
-def report(name: str, seconds: float, latencies: list[float], errors: int) -> dict[str, float]:
-    """Print and return req/s, p50 and p99 (ms)."""
-    q = statistics.quantiles(latencies, n=100)
-    row = {"rps": len(latencies) / seconds, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3}
+WRK_LUA = """
+local body = [==[@BODY@]==]
+local prefix = "w"
+local n = 0
+function init(args)
+  prefix = args[1] or prefix
+end
+function request()
+  n = n + 1
+  local day = 1 + n % 28
+  local month = 1 + math.floor(n / 28) % 7
+  local at = string.format("2027-%02d-%02dT10:00:00", month, day)
+  local b = string.gsub(string.gsub(body, "@ID@", prefix .. "-" .. n, 1), "@AT@", at, 1)
+  return wrk.format("POST", nil, nil, b)
+end
+"""
+
+
+def drive_wrk(
+    url: str,
+    template: dict[str, Any],
+    headers: dict[str, str],
+    concurrency: int,
+    seconds: float,
+    prefix: str,
+    work: Path,
+) -> tuple[dict[str, float], int]:
+    """Run wrk (one thread, in C) for ``seconds``: every request a new lead id.
+
+    Returns the measured row (req/s, p50 and p99 ms) and the count of failed requests.
+    """
+    body = json.dumps({"leads": [dict(template, lead_id="@ID@", created_at="@AT@")]})
+    script = work / "route.lua"
+    script.write_text(WRK_LUA.replace("@BODY@", body))
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", str(script)]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run(
+        [*cmd, url, "--", prefix], capture_output=True, text=True, check=True
+    ).stdout
+    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+    def latency(q: str) -> float:
+        value = re.search(rf"^\s*{q}%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        return float(value[1]) * unit[value[2]] if value else float("nan")
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(bad[1]) if bad else 0
+    errors += sum(int(x) for x in sock.groups()) if sock else 0
+    return {"rps": rps, "p50_ms": latency("50"), "p99_ms": latency("99")}, errors
+
+
+def print_row(name: str, row: dict[str, float], errors: int) -> None:
+    """Print one measured row."""
     print(
         f"{name:<28} {row['rps']:9.0f} req/s   p50 {row['p50_ms']:7.1f} ms   "
         f"p99 {row['p99_ms']:7.1f} ms   errors {errors}"
     )
+
+
+def report(name: str, seconds: float, latencies: list[float], errors: int) -> dict[str, float]:
+    """Print and return req/s, p50 and p99 (ms)."""
+    q = statistics.quantiles(latencies, n=100)
+    row = {"rps": len(latencies) / seconds, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3}
+    print_row(name, row, errors)
     return row
 
 
@@ -198,6 +262,13 @@ def main() -> None:
     ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     ap.add_argument("--http", default="httptools", choices=["httptools", "h11"])
     ap.add_argument("--repeat", type=int, default=1, help="measure each server this many times")
+    ap.add_argument(
+        "--client",
+        default="wrk" if shutil.which("wrk") else "httpx",
+        choices=["wrk", "httpx"],
+        help="load generator: wrk (C, one thread; apt install wrk) or the async httpx client",
+    )
+    ap.add_argument("--seconds", type=float, default=15.0, help="wrk: seconds per measurement")
     args = ap.parse_args()
     threadpool_limits(1)
 
@@ -245,8 +316,9 @@ def main() -> None:
         procs.append(bare)
         wait_up(f"http://127.0.0.1:{port_b}/docs", bare)
 
+        load = f"wrk {args.seconds:g} s" if args.client == "wrk" else f"{args.requests} requests"
         print(
-            f"POST one lead, {args.reps} reps, {args.requests} requests, concurrency "
+            f"POST one lead, {args.reps} reps, {load} (client {args.client}), concurrency "
             f"{args.concurrency}, answer {len(sample.content)} bytes, db {db.split(':')[0]}, "
             f"{args.workers} worker(s) {args.loop} + {args.http}"
         )
@@ -256,6 +328,15 @@ def main() -> None:
         rows: dict[str, list[float]] = {name: [] for name in urls}
         for r in range(args.repeat):
             for name, url in urls.items():
+                if args.client == "wrk":
+                    tag = f"r{r}-{name.split()[0]}-{os.getpid()}"
+                    drive_wrk(url, template, auth, args.concurrency, 2, f"{tag}-warm", args.work)
+                    row, errors = drive_wrk(
+                        url, template, auth, args.concurrency, args.seconds, tag, args.work
+                    )
+                    print_row(f"{name} #{r + 1}", row, errors)
+                    rows[name].append(row["rps"])
+                    continue
                 warm = [
                     json.dumps({"leads": [lead(offset + i, template)]}).encode() for i in range(200)
                 ]
@@ -274,10 +355,24 @@ def main() -> None:
             f"(route {min(route_rps):.0f}..{max(route_rps):.0f} req/s, "
             f"bare {min(bare_rps):.0f}..{max(bare_rps):.0f} req/s)"
         )
-        median, mean = library_ms(model, template)
+        with httpx.Client(base_url=base, timeout=60) as c:
+            text = c.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).text
+        counts = {
+            line.split()[0]: float(line.split()[1])
+            for line in text.splitlines()
+            if line.startswith("leadrank_route_batch")
+        }
+        batches = counts.get("leadrank_route_batches_total", 0.0)
+        if batches:
+            print(
+                "requests per route batch (mean, in the worker that answered /metrics): "
+                f"{counts['leadrank_route_batched_requests_total'] / batches:.1f}"
+            )
+        one = library_ms(model, template)
+        sixteen = library_ms(model, template, n=100, batch=16)
         print(
-            f"library alone (leads_from_records + route, 1 thread): median {median:.1f} ms, "
-            f"mean {mean:.1f} ms -> at most {1e3 / mean:.0f} req/s per core"
+            "library alone (leads_from_records + route, 1 thread): one lead median "
+            f"{one[0]:.1f} ms; 16 leads together median {sixteen[0]:.1f} ms"
         )
     finally:
         for p in procs:

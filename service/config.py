@@ -31,6 +31,8 @@ class Settings(BaseSettings):
         max_limit: largest ``limit`` / ``k`` a caller may ask for.
         key_cache_seconds: how long a verified API key is trusted without a database read.
         route_seed, route_explore, route_holdout: passed to ``ModelBundle.route``.
+        route_linger_ms: under load, how long the route batcher waits for more concurrent
+            requests before it runs the next batch (see ``service/batching.py``).
     """
 
     model_config = SettingsConfigDict(env_prefix="LEADRANK_", extra="ignore")
@@ -49,6 +51,7 @@ class Settings(BaseSettings):
     route_seed: int = 0
     route_explore: float = Field(default=0.0, ge=0.0, le=1.0)
     route_holdout: float = Field(default=0.0, ge=0.0, le=1.0)
+    route_linger_ms: float = Field(default=1.0, ge=0.0, le=100.0)
 
     def resolved_database_url(self) -> str:
         """``database_url``, or the SQLite file under ``data_dir`` when it is unset."""

@@ -17,8 +17,12 @@ from service.store.db import read_transaction
 from service.store.keys import hash_key, role_of
 
 
-def get_runtime(request: Request) -> Runtime:
-    """The app's :class:`Runtime` (lifespan state)."""
+async def get_runtime(request: Request) -> Runtime:
+    """The app's :class:`Runtime` (lifespan state).
+
+    Trivial dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in
+    the thread pool, a hop that cost more than the whole bare request.
+    """
     runtime: Runtime = request.state.runtime
     return runtime
 
@@ -26,7 +30,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_engine(runtime: RuntimeDep) -> Engine:
+async def get_engine(runtime: RuntimeDep) -> Engine:
     """The database engine."""
     return runtime.engine
 
@@ -34,7 +38,7 @@ def get_engine(runtime: RuntimeDep) -> Engine:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-def get_model(runtime: RuntimeDep) -> Loaded:
+async def get_model(runtime: RuntimeDep) -> Loaded:
     """The model serving now, read once per request.
 
     Raises:

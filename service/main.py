@@ -35,6 +35,7 @@ def _start(settings: Settings, metrics: Metrics) -> Runtime:
         partial(routing.route_batch, runtime),
         max_items=settings.max_items,
         size=lambda item: len(item[1].leads),
+        linger=settings.route_linger_ms / 1e3,
     )
     if settings.model_path is not None:
         runtime.model = actions.load_model(settings.model_path)

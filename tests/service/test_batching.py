@@ -126,3 +126,30 @@ def test_a_wrong_number_of_answers_is_an_error_not_a_hang() -> None:
 def test_max_items_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_items"):
         Coalescer(lambda items: items, max_items=0)
+
+
+def _staggered(linger: float) -> list[list[str]]:
+    """Batches seen when a, b, c come at once, d during their batch, e just after it."""
+    run = Recorder(seconds=0.1)
+    c: Coalescer[str, str] = Coalescer(run, linger=linger)
+
+    async def go() -> None:
+        first = [asyncio.create_task(c.submit(x)) for x in "abc"]
+        await asyncio.sleep(0.02)
+        d = asyncio.create_task(c.submit("d"))  # while a, b, c run
+        await asyncio.sleep(0.13)
+        e = asyncio.create_task(c.submit("e"))  # after they finished, during any linger
+        await asyncio.gather(*first, d, e)
+
+    asyncio.run(go())
+    return run.batches
+
+
+def test_linger_gathers_the_requests_still_arriving_under_load() -> None:
+    assert _staggered(0.0) == [["a", "b", "c"], ["d"], ["e"]]
+    assert _staggered(0.2) == [["a", "b", "c"], ["d", "e"]]
+
+
+def test_linger_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="linger"):
+        Coalescer(lambda items: items, linger=-1.0)
