@@ -198,7 +198,7 @@ class ModelBundle:
         else:
             when = self._as_of(leads, as_of)
         eng = self.engagement.transform(
-            events if events is not None else empty_events(),
+            events if events is not None else _NO_EVENTS,
             leads[Columns.LEAD].astype(str).tolist(),
             when,
         )
@@ -293,13 +293,27 @@ class ModelBundle:
         out = np.repeat(clip_probability(base_probability)[:, None], len(ids), axis=1)
         if self.affinity is None or not ids:
             return out
-        known = [(j, self._rep_pos[r]) for j, r in enumerate(ids) if r in self._rep_pos]
-        if known:
-            cols, model_cols = (np.array(v) for v in zip(*known))
+        cols, model_cols = self._model_columns(ids)
+        if len(cols):
             adj = self.affinity.predict_logit_adjustment(self.lead_matrix(leads, frame))
             z = base[:, None] + adj[:, model_cols]
             out[:, cols] = clip_probability(1.0 / (1.0 + np.exp(-z)))
         return out
+
+    def _model_columns(self, rep_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in ``rep_ids`` of the reps the affinity model knows, and theirs in it.
+
+        The last answer is kept: a service asks again and again for the same reps.
+        """
+        key = tuple(rep_ids)
+        hit = self.__dict__.get("_columns_hit")
+        if hit is not None and hit[0] == key:
+            return hit[1], hit[2]
+        known = [(j, self._rep_pos[r]) for j, r in enumerate(key) if r in self._rep_pos]
+        cols = np.array([j for j, _ in known], dtype=np.int64)
+        model_cols = np.array([m for _, m in known], dtype=np.int64)
+        self._columns_hit = (key, cols, model_cols)
+        return cols, model_cols
 
     def rep_uncertainty(
         self, leads: pd.DataFrame, rep_ids: Sequence[str], frame: pd.DataFrame | None = None
@@ -432,35 +446,35 @@ class ModelBundle:
             policy = np.full(n, "none")
             propensity = np.zeros(n)
             reason = ["no reps in the model or the reps file"] * n
-        rows = []
+        if n == 0:
+            return pd.DataFrame()
         order = np.argsort(-prob, axis=1, kind="stable") if rep_ids else None
+        chosen_ids: list[str | None] = []
+        probability: list[float] = []
+        alternatives: list[list[dict[str, Any]]] = []
         for i in range(n):
             j = int(chosen[i])
-            alt_order = (
-                _runners_up(order[i], j, active, n_alternatives) if order is not None else []
+            chosen_ids.append(rep_ids[j] if j >= 0 else None)
+            probability.append(float(prob[i, j]) if j >= 0 else float(scored_p[i]))
+            runners = _runners_up(order[i], j, active, n_alternatives) if order is not None else []
+            alternatives.append(
+                [{Columns.REP: rep_ids[a], "probability": float(prob[i, a])} for a in runners]
             )
-            rows.append(
-                {
-                    Columns.LEAD: leads[Columns.LEAD].iloc[i],
-                    Columns.REP: rep_ids[j] if j >= 0 else None,
-                    "probability": float(prob[i, j]) if j >= 0 else float(scored_p[i]),
-                    "policy": str(policy[i]),
-                    "propensity": float(propensity[i]),
-                    "reason": reason[i],
-                    "day": days[i],
-                    "alternatives": [
-                        {Columns.REP: rep_ids[a], "probability": float(prob[i, a])}
-                        for a in alt_order
-                    ],
-                }
-            )
-        out = pd.DataFrame(rows)
-        for col in (Columns.REP, "reason"):
-            if col in out.columns:
-                out[col] = pd.Series(
-                    [None if pd.isna(v) else v for v in out[col]], index=out.index, dtype=object
-                )
-        return out
+        return pd.DataFrame(
+            {
+                Columns.LEAD: leads[Columns.LEAD].tolist(),
+                # explicit object columns: pandas 3 would infer "str" and turn None into NaN
+                Columns.REP: pd.Series(chosen_ids, dtype=object),
+                "probability": probability,
+                "policy": [str(v) for v in policy],
+                "propensity": [float(v) for v in propensity],
+                "reason": pd.Series(
+                    [None if v is None or v != v else v for v in reason], dtype=object
+                ),
+                "day": days,
+                "alternatives": alternatives,
+            }
+        )
 
     # ------------------------------------------------------------------ lookalikes
     def lookalike(
@@ -692,6 +706,10 @@ def empty_events() -> pd.DataFrame:
             Columns.WEIGHT: pd.Series([], dtype="float64"),
         }
     )
+
+
+_NO_EVENTS = empty_events()
+"""The events table of leads without engagement data (read, never changed)."""
 
 
 __all__ = ["ModelBundle"]

@@ -15,6 +15,12 @@ effects are exactly such a pair effect, all-pairs crosses (55 pairs, 2,222 indic
 made the per-rep affinity *worse* (``bench/affinity_quality.py``, 50,000 leads x 200
 reps: Spearman 0.50 against 0.56 without), because most pairs are noise that the few
 rows per (rep, value) cannot tell from signal.
+
+``cross_columns`` restricts the crosses to pairs *within* a given set of columns (still
+subject to ``cross_max_levels`` and ``max_crosses``): the pipeline uses it to cross only
+the firmographic (account) columns, the way practitioners segment B2B accounts
+(industry x size x region), which is a choice made without labels
+(``TrainConfig.affinity_crosses``).
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ class FeatureEncoder:
             numeric bins) are crossed pairwise; 0 turns crosses off.
         max_crosses: at most this many crossed pairs, those with the fewest combined
             levels first (ties in column order).
+        cross_columns: only columns with these names are crossed (pairs within the set);
+            ``None`` (default) makes every low-cardinality column eligible, and an empty
+            set gives no crosses. Names absent from the fitted specs are ignored.
     """
 
     def __init__(
@@ -60,12 +69,14 @@ class FeatureEncoder:
         max_categories: int = 50,
         cross_max_levels: int = 0,
         max_crosses: int = 66,
+        cross_columns: Sequence[str] | None = None,
     ) -> None:
         self.n_bins = n_bins
         self.min_count = min_count
         self.max_categories = max_categories
         self.cross_max_levels = cross_max_levels
         self.max_crosses = max_crosses
+        self.cross_columns = cross_columns
 
     def fit(self, frame: pd.DataFrame, specs: Sequence[FeatureSpec]) -> Self:
         """Learn the vocabulary of each numeric or categorical column of ``specs``."""
@@ -99,10 +110,12 @@ class FeatureEncoder:
         """Choose the crossed pairs and keep the pairs of levels seen ``min_count`` times."""
         if self.cross_max_levels <= 0 or self.max_crosses <= 0:
             return []
+        allowed = None if self.cross_columns is None else set(self.cross_columns)
         small = [
             k
             for k, col in enumerate(self.columns_)
             if 2 <= self._levels(col) <= self.cross_max_levels
+            and (allowed is None or col["name"] in allowed)
         ]
         pairs = sorted(
             itertools.combinations(small, 2),
@@ -120,6 +133,13 @@ class FeatureEncoder:
     def _index(self) -> None:
         self.labels_: list[str] = []
         self.offsets_: list[int] = []
+        # per column, what transform looks values up in: bin edges, or a value -> code map
+        self._lookups: list[np.ndarray | dict[str, int]] = [
+            np.asarray(col["edges"], dtype=float)
+            if col["kind"] == "numeric"
+            else {v: i for i, v in enumerate(col["values"])}
+            for col in self.columns_
+        ]
         for col in self.columns_:
             self.offsets_.append(len(self.labels_))
             self.labels_.extend(self._column_labels(col))
@@ -186,16 +206,18 @@ class FeatureEncoder:
         """Per column, each row's level index within that column's labels (int64)."""
         n = len(frame)
         cols = []
-        for col in self.columns_:
+        for col, lookup in zip(self.columns_, self._lookups, strict=True):
             name = col["name"]
             series = frame[name] if name in frame.columns else pd.Series([None] * n)
-            if col["kind"] == "numeric":
-                values = pd.to_numeric(series, errors="coerce").to_numpy(float)
-                edges = np.asarray(col["edges"], dtype=float)
-                idx = np.searchsorted(edges, values, side="right")
-                idx = np.where(np.isfinite(values), idx, len(edges) + 1)
+            if isinstance(lookup, np.ndarray):
+                if series.dtype == np.float64:
+                    values = series.to_numpy()
+                else:
+                    values = pd.to_numeric(series, errors="coerce").to_numpy(float)
+                idx = np.searchsorted(lookup, values, side="right")
+                idx = np.where(np.isfinite(values), idx, len(lookup) + 1)
             else:
-                vocab = {v: i for i, v in enumerate(col["values"])}
+                vocab = lookup
                 k = len(vocab)
                 strings = series.astype(object).to_numpy()
                 idx = np.array(
@@ -214,6 +236,7 @@ class FeatureEncoder:
             "max_categories": self.max_categories,
             "cross_max_levels": self.cross_max_levels,
             "max_crosses": self.max_crosses,
+            "cross_columns": None if self.cross_columns is None else list(self.cross_columns),
             "columns": self.columns_,
             "crosses": self.crosses_,
         }
@@ -222,7 +245,8 @@ class FeatureEncoder:
     def from_dict(cls, data: dict[str, Any]) -> FeatureEncoder:
         """Rebuild a fitted encoder from :meth:`to_dict` output.
 
-        Output of an older version (without crosses) loads as an encoder without crosses.
+        Output of an older version loads as it was fitted: without ``crosses`` as an
+        encoder without crosses, without ``cross_columns`` as unrestricted (``None``).
         """
         enc = cls(
             data["n_bins"],
@@ -230,6 +254,7 @@ class FeatureEncoder:
             data["max_categories"],
             cross_max_levels=data.get("cross_max_levels", 0),
             max_crosses=data.get("max_crosses", 0),
+            cross_columns=data.get("cross_columns"),
         )
         enc.columns_ = list(data["columns"])
         enc.crosses_ = [dict(c) for c in data.get("crosses", [])]

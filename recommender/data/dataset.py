@@ -75,15 +75,20 @@ class Dataset:
         return [f.name for f in self.features]
 
     @cached_property
-    def accounts_by_id(self) -> pd.DataFrame:
-        """The accounts table indexed by ``account_id`` (built once per dataset).
+    def _account_lookup(self) -> tuple[pd.Index, dict[str, np.ndarray]]:
+        """Account ids as an index and every other account column as an array (built once).
 
         Raises:
             ValueError: the dataset has no accounts.
         """
         if self.accounts is None:
             raise ValueError("this dataset has no accounts")
-        return self.accounts.set_index(Columns.ACCOUNT)
+        table = self.accounts
+        index = pd.Index(table[Columns.ACCOUNT].to_numpy(dtype=object))
+        arrays = {
+            str(c): table[c].to_numpy(dtype=object) for c in table.columns if c != Columns.ACCOUNT
+        }
+        return index, arrays
 
     def feature_frame(self, leads: pd.DataFrame | None = None) -> pd.DataFrame:
         """Return the model inputs of ``leads`` (default: this dataset's leads).
@@ -94,30 +99,33 @@ class Dataset:
         """
         frame = self.leads if leads is None else leads
         n = len(frame)
-        columns: dict[str, pd.Series | np.ndarray] = {
-            name: frame[name] for name in self.feature_names if name in frame.columns
+        columns: dict[str, np.ndarray] = {
+            name: frame[name].to_numpy() for name in self.feature_names if name in frame.columns
         }
         account_cols = [f.name for f in self.features if f.origin == "account"]
         if account_cols and self.accounts is not None and Columns.ACCOUNT in frame.columns:
-            table = self.accounts_by_id
-            keys = frame[Columns.ACCOUNT].to_numpy()
-            present = [c for c in account_cols if c in table.columns]
-            joined = table[present].reindex(keys)
-            for name in present:
-                columns[name] = joined[name]
+            index, arrays = self._account_lookup
+            pos = index.get_indexer(pd.Index(frame[Columns.ACCOUNT].to_numpy(dtype=object)))
+            unknown = pos < 0
+            for name in account_cols:
+                if name in arrays:
+                    values = arrays[name].take(pos)
+                    values[unknown] = None
+                    columns[name] = values
         out: dict[str, np.ndarray | pd.Series] = {}
         for spec in self.features:
             col = columns.get(spec.name)
-            if col is None:
-                values = np.full(n, np.nan if spec.role == Role.NUMERIC else None, dtype=object)
-            else:
-                values = np.asarray(col, dtype=object) if not isinstance(col, np.ndarray) else col
             if spec.role == Role.NUMERIC:
-                out[spec.name] = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(
-                    dtype="float64", na_value=np.nan
-                )
+                if col is None:
+                    out[spec.name] = np.full(n, np.nan)
+                elif col.dtype == np.float64:  # already typed: a copy, no parsing pass
+                    out[spec.name] = np.array(col, dtype=np.float64)
+                else:
+                    out[spec.name] = pd.to_numeric(
+                        pd.Series(col, dtype=object), errors="coerce"
+                    ).to_numpy(dtype="float64", na_value=np.nan)
             else:
-                obj = np.array(values, dtype=object)
+                obj = np.full(n, None, dtype=object) if col is None else np.array(col, dtype=object)
                 obj[pd.isna(obj)] = None
                 # an explicit object Series: pandas 3 would infer "str" and turn None into NaN
                 out[spec.name] = pd.Series(obj, dtype=object, copy=False)

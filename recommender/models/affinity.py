@@ -216,10 +216,11 @@ def check_interactions(
 
 def row_normalise(x: sp.spmatrix) -> sp.csr_matrix:
     """Scale each row of a non-negative sparse matrix to sum 1 (empty rows stay 0), float32."""
-    x = sp.csr_matrix(x, dtype=np.float32)
+    x = sp.csr_matrix(x, dtype=np.float32, copy=True)
     sums = np.asarray(abs(x).sum(axis=1)).ravel()
-    inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
-    return sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ x)
+    inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0).astype(np.float32)
+    x.data *= np.repeat(inv, np.diff(x.indptr))  # row i's entries times inv[i]
+    return x
 
 
 def iter_chunked_scores(

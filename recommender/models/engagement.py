@@ -198,6 +198,10 @@ class EngagementModel:
             raise DataError("lead ids must be distinct to compute engagement")
         n, k = len(ids), len(self.event_types_) + 1
         cut = _as_of_array(as_of, n)
+        if len(events) == 0:  # nothing to count: zero activity, no recency
+            zeros = np.zeros((n, k + 1))
+            table = np.column_stack([zeros, np.full(n, np.nan)])
+            return pd.DataFrame(table, columns=[*self.feature_names_[:k], TOTAL, RECENCY])
         pos = ids.get_indexer(events[Columns.LEAD].astype(str).to_numpy())
         at = pd.to_datetime(events[Columns.AT]).to_numpy(dtype="datetime64[ns]")
         keep = pos >= 0
@@ -216,10 +220,9 @@ class EngagementModel:
         per_type = np.bincount(pos * k + code, weights=value, minlength=n * k).reshape(n, k)
         last = np.full(n, np.inf)
         np.minimum.at(last, pos, age)
-        out = pd.DataFrame(per_type, columns=self.feature_names_[:k])
-        out[TOTAL] = per_type.sum(axis=1)
-        out[RECENCY] = np.where(np.isinf(last), np.nan, last)
-        return out
+        recency = np.where(np.isinf(last), np.nan, last)
+        table = np.column_stack([per_type, per_type.sum(axis=1), recency])
+        return pd.DataFrame(table, columns=[*self.feature_names_[:k], TOTAL, RECENCY])
 
     def save(self, path: Path) -> None:
         """Write ``engagement.json`` into the existing directory ``path``.

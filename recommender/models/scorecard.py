@@ -58,6 +58,10 @@ _FILE = "scorecard.json"
 _KIND = "scorecard"
 
 
+_SMALL = 256
+"""Up to this many rows, categories are binned by dict lookups rather than an index."""
+
+
 @dataclass
 class FieldBins:
     """The bins of one field and their weight of evidence.
@@ -102,10 +106,19 @@ class FieldBins:
             idx[np.isnan(values)] = missing_bin
             return idx
         cats = category_values(X, self.name)
-        idx = self._level_index.get_indexer(pd.Index(cats, dtype=object)).astype(np.int64)
-        idx[idx < 0] = len(self.levels)
+        if len(cats) <= _SMALL:  # a dict lookup beats building an index for a few rows
+            codes, other = self._level_codes, len(self.levels)
+            idx = np.fromiter((codes.get(v, other) for v in cats), np.int64, len(cats))
+        else:
+            idx = self._level_index.get_indexer(pd.Index(cats, dtype=object)).astype(np.int64)
+            idx[idx < 0] = len(self.levels)
         idx[pd.isna(cats)] = missing_bin
         return idx
+
+    @functools.cached_property
+    def _level_codes(self) -> dict[str, int]:
+        """Bin of each kept level (built once per field)."""
+        return {v: i for i, v in enumerate(self.levels)}
 
     @functools.cached_property
     def _level_index(self) -> pd.Index:
