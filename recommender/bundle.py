@@ -451,15 +451,15 @@ class ModelBundle:
         order = np.argsort(-prob, axis=1, kind="stable") if rep_ids else None
         chosen_ids: list[str | None] = []
         probability: list[float] = []
-        alternatives: list[list[dict[str, Any]]] = []
+        alternatives = np.empty(n, dtype=object)  # one list per lead: never a 2-D array
         for i in range(n):
             j = int(chosen[i])
             chosen_ids.append(rep_ids[j] if j >= 0 else None)
             probability.append(float(prob[i, j]) if j >= 0 else float(scored_p[i]))
             runners = _runners_up(order[i], j, active, n_alternatives) if order is not None else []
-            alternatives.append(
-                [{Columns.REP: rep_ids[a], "probability": float(prob[i, a])} for a in runners]
-            )
+            alternatives[i] = [
+                {Columns.REP: rep_ids[a], "probability": float(prob[i, a])} for a in runners
+            ]
         return pd.DataFrame(
             {
                 Columns.LEAD: leads[Columns.LEAD].tolist(),
@@ -472,7 +472,7 @@ class ModelBundle:
                     [None if v is None or v != v else v for v in reason], dtype=object
                 ),
                 "day": days,
-                "alternatives": alternatives,
+                "alternatives": pd.Series(alternatives, dtype=object),
             }
         )
 

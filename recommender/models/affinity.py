@@ -132,7 +132,8 @@ class EmbeddingAffinity:
         reps = self.rep_embeddings()
         if rep_idx is not None:
             reps = reps[np.asarray(rep_idx, dtype=np.int64)]
-        with blas_threads(self.n_threads):
+        work = min(lead_features.shape[0], chunk_size) * reps.size
+        with blas_threads(self.n_threads, work):
             return chunked_scores(lead_features, self.lead_embeddings, reps, chunk_size=chunk_size)
 
 
@@ -414,14 +415,26 @@ def require_fitted(obj: object, attribute: str) -> None:
 _CONTROLLER: list[ThreadpoolController] = []
 
 
-def blas_threads(n_threads: int) -> Any:
+SMALL_PRODUCT = 1 << 24
+"""Below this many multiply-adds a product runs on one BLAS thread: waking a second
+thread costs more than the product, and up to a scheduler tick on a busy machine (one
+lead over 1,000 reps took 8 ms with two threads, 0.03 ms with one)."""
+
+
+def blas_threads(n_threads: int, work: int | None = None) -> Any:
     """Context manager limiting BLAS threads to ``n_threads`` while scoring.
+
+    Args:
+        work: multiply-adds of the product about to run; under :data:`SMALL_PRODUCT`
+            one thread is used whatever ``n_threads`` says.
 
     The library scan of threadpoolctl runs once per process, not per call, so small
     scoring calls stay cheap.
     """
     if not _CONTROLLER:
         _CONTROLLER.append(ThreadpoolController())
+    if work is not None and work < SMALL_PRODUCT:
+        n_threads = 1
     return _CONTROLLER[0].limit(limits=n_threads, user_api="blas")
 
 
@@ -620,7 +633,8 @@ class RepAffinity:
             NotFittedError: before ``fit``.
         """
         require_fitted(self, "rep_weights_")
-        with blas_threads(self.n_threads):
+        work = min(lead_features.shape[0], chunk_size) * self.rep_weights_.size
+        with blas_threads(self.n_threads, work):
             yield from iter_chunked_scores(
                 lead_features,
                 self.engine_.lead_embeddings,
@@ -637,7 +651,8 @@ class RepAffinity:
             NotFittedError: before ``fit``.
         """
         require_fitted(self, "rep_weights_")
-        with blas_threads(self.n_threads):
+        work = min(lead_features.shape[0], chunk_size) * self.rep_weights_.size
+        with blas_threads(self.n_threads, work):
             return chunked_scores(
                 lead_features,
                 self.engine_.lead_embeddings,

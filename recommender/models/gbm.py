@@ -51,6 +51,10 @@ _BOOSTER = "booster.txt"
 _KIND = "gbm"
 
 
+SMALL_BATCH = 1000
+"""Rows below which prediction runs on one thread (see ``GradientBoosting._threads``)."""
+
+
 class GradientBoosting:
     """LightGBM binary classifier for P(converted), deterministic for a seed.
 
@@ -310,6 +314,11 @@ class GradientBoosting:
             col[unseen] = self.neutral_[name]
         return matrix
 
+    def _threads(self, n_rows: int) -> int:
+        """Prediction threads for ``n_rows`` rows: one for a small batch, where starting
+        a second thread costs more than the trees (and a scheduler tick when busy)."""
+        return 1 if n_rows < SMALL_BATCH else self.predict_threads
+
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Return the raw log-odds per row, shape ``(n,)``.
 
@@ -319,7 +328,9 @@ class GradientBoosting:
         """
         matrix = self._checked_matrix(X)
         assert self.booster_ is not None
-        raw = self.booster_.predict(matrix, raw_score=True, num_threads=self.predict_threads)
+        raw = self.booster_.predict(
+            matrix, raw_score=True, num_threads=self._threads(matrix.shape[0])
+        )
         return np.asarray(raw, dtype=np.float64).reshape(-1)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -352,7 +363,9 @@ class GradientBoosting:
         for start in range(0, len(X), chunk_size):
             part = matrix[start : start + chunk_size]
             leaves = np.asarray(
-                self.booster_.predict(part, pred_leaf=True, num_threads=self.predict_threads),
+                self.booster_.predict(
+                    part, pred_leaf=True, num_threads=self._threads(part.shape[0])
+                ),
                 dtype=np.int64,
             ).reshape(len(part), -1)
             cols = (leaves + offsets[None, : leaves.shape[1]]).ravel()
