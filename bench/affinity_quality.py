@@ -17,12 +17,16 @@ after the split, the latest ``--test-share`` of leads):
   rows, of the global score alone, and of the true probability without the rep part
   (``sigmoid(base_logit)``): the gap left to the global score vs. to the affinity.
 - **strength**: the combiner's fitted strength (0 means the global score is returned).
+- **crosses**: ``--crosses none|firmographic|all`` sets ``TrainConfig.affinity_crosses``
+  (crossed indicators in the affinity model's lead representation); the number of
+  crossed pairs and of indicators is printed.
 - **time**: wall seconds of ``fit_bundle`` (whole training), with ``--threads`` threads.
 
 With ``--rep-effect 0`` (a placebo team) the model must return the global score: the
 strength should be 0 and the AUC equal the global score's.
 
-Run: ``python bench/affinity_quality.py --leads 50000 --reps 200 --seed 0 [--rep-effect 1]``
+Run: ``python bench/affinity_quality.py --leads 50000 --reps 200 --seed 0 [--rep-effect 1]
+[--crosses firmographic]``
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from recommender.columns import Columns, Outcome
-from recommender.config import TrainConfig
+from recommender.config import AFFINITY_CROSSES, TrainConfig
 from recommender.data.load import load_dataset
 from recommender.data.simulate import load_truth, simulate
 from recommender.pipeline import fit_bundle, interactions, restrict, training_as_of
@@ -202,6 +206,8 @@ def measure(folder: Path, cfg: TrainConfig, test_share: float) -> dict[str, floa
         "strength": float(rep.get("strength", 0.0)),
         "z": float(rep.get("z", 0.0)),
         "fit_seconds": s.fit_seconds,
+        "n_crosses": len(s.bundle.encoder.crosses_),
+        "n_indicators": s.bundle.encoder.n_features_out,
     }
 
 
@@ -214,6 +220,7 @@ def main() -> None:
     ap.add_argument("--rep-effect", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--engine", default="lightfm")
+    ap.add_argument("--crosses", default="none", choices=list(AFFINITY_CROSSES))
     ap.add_argument("--test-share", type=float, default=0.2)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "leadrank_aq")
     args = ap.parse_args()
@@ -224,16 +231,22 @@ def main() -> None:
     folder = dataset_folder(args.cache, args.leads, args.reps, args.seed, args.rep_effect)
     t_sim = time.perf_counter() - t
     cfg = TrainConfig(
-        seed=args.seed, n_threads=args.threads, affinity_engine=args.engine, placebo=False
+        seed=args.seed,
+        n_threads=args.threads,
+        affinity_engine=args.engine,
+        affinity_crosses=args.crosses,
+        placebo=False,
     )
     r = measure(folder, cfg, args.test_share)
     print(
         f"leads={args.leads} reps={args.reps} seed={args.seed} rep_effect={args.rep_effect:g} "
-        f"engine={args.engine} threads={args.threads} (simulate {t_sim:.1f} s)"
+        f"engine={args.engine} crosses={args.crosses} threads={args.threads} "
+        f"(simulate {t_sim:.1f} s)"
     )
     print(
         f"  train leads {r['n_train_leads']}, test outcome rows {r['n_test_rows']}, "
-        f"fit_bundle {r['fit_seconds']:.1f} s"
+        f"fit_bundle {r['fit_seconds']:.1f} s, {r['n_crosses']} crossed pairs, "
+        f"{r['n_indicators']} lead indicators"
     )
     print(
         f"  Spearman (rep, segment) all cells {r['spearman_all']:.3f} | "

@@ -106,6 +106,21 @@ EventsOpt = Annotated[
 ]
 
 
+CROSSES_DEFAULT = "none"
+"""``--crosses`` default: ``TrainConfig.affinity_crosses``'s (kept equal by a test)."""
+
+
+def _check_affinity_options(engine: str, crosses: str) -> None:
+    """Exit 2 naming the option when ``--engine`` or ``--crosses`` is not a known value."""
+    from recommender.config import AFFINITY_CROSSES
+    from recommender.models.affinity import ENGINES
+
+    if engine not in ENGINES:
+        fail(f"--engine must be one of {', '.join(ENGINES)}, not '{engine}'")
+    if crosses not in AFFINITY_CROSSES:
+        fail(f"--crosses must be one of {', '.join(AFFINITY_CROSSES)}, not '{crosses}'")
+
+
 @app.command()
 @handle_errors
 def train(
@@ -118,6 +133,13 @@ def train(
     engine: Annotated[
         str, typer.Option(help="Affinity engine: lightfm, implicit or pair.")
     ] = "lightfm",
+    crosses: Annotated[
+        str,
+        typer.Option(
+            help="Crossed lead indicators in the affinity model: none, firmographic "
+            "(pairs of account columns) or all."
+        ),
+    ] = CROSSES_DEFAULT,
     half_life: Annotated[
         float, typer.Option("--half-life", min=0.01, help="Engagement half-life in days.")
     ] = 14.0,
@@ -127,12 +149,12 @@ def train(
     Example: leadrank train ./my-crm --out ./model --until 2026-06-01
     """
     from recommender.config import TrainConfig
-    from recommender.models.affinity import ENGINES
     from recommender.pipeline import train as run_train
 
-    if engine not in ENGINES:
-        fail(f"--engine must be one of {', '.join(ENGINES)}, not '{engine}'")
-    cfg = TrainConfig(seed=seed, affinity_engine=engine, half_life_days=half_life)
+    _check_affinity_options(engine, crosses)
+    cfg = TrainConfig(
+        seed=seed, affinity_engine=engine, affinity_crosses=crosses, half_life_days=half_life
+    )
     cut = _parse_time(until, "--until") if until else None
     bundle = run_train(data, out, until=cut, config=cfg, progress=step_printer("train"))
     window = bundle.manifest["training_window"]
@@ -176,6 +198,16 @@ def evaluate(
     half_life: Annotated[
         float, typer.Option("--half-life", min=0.01, help="Engagement half-life in days.")
     ] = 14.0,
+    engine: Annotated[
+        str, typer.Option(help="Affinity engine: lightfm, implicit or pair.")
+    ] = "lightfm",
+    crosses: Annotated[
+        str,
+        typer.Option(
+            help="Crossed lead indicators in the affinity model: none, firmographic "
+            "(pairs of account columns) or all."
+        ),
+    ] = CROSSES_DEFAULT,
 ) -> None:
     """Train on leads created before T, test on the rest, print a report, write JSON.
 
@@ -186,11 +218,19 @@ def evaluate(
     from recommender.evaluation.evaluate import evaluate as run_evaluate
     from recommender.evaluation.report import render_report
 
+    _check_affinity_options(engine, crosses)
     cut = _parse_time(split_time, "--split-time")
+    config = TrainConfig(
+        seed=seed,
+        placebo=placebo,
+        half_life_days=half_life,
+        affinity_engine=engine,
+        affinity_crosses=crosses,
+    )
     result = run_evaluate(
         data,
         cut,
-        config=TrainConfig(seed=seed, placebo=placebo, half_life_days=half_life),
+        config=config,
         progress=step_printer("evaluate"),
     )
     typer.echo(render_report(result))

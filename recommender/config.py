@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+AFFINITY_CROSSES = ("none", "firmographic", "all")
+"""Values of :attr:`TrainConfig.affinity_crosses`."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -18,6 +21,13 @@ class TrainConfig:
             point, or now if sooner.
         affinity_engine: ``lightfm`` (default), ``implicit`` or ``pair`` (penalised
             per-(rep, feature value) logistic model; see ``models/affinity_pair.py``).
+        affinity_crosses: crossed indicators in the affinity model's lead representation,
+            so that a model summing per-feature factors can express a rep's affinity to a
+            *pair* of values (large software firms but not small ones): ``none``
+            (default), ``firmographic`` (pairs of account columns only: industry, size,
+            region... as joined from ``accounts.csv``; no crosses without accounts) or
+            ``all`` (pairs of every low-cardinality column). See
+            ``bench/affinity_quality.py`` for the measured effect.
         n_components: width of the affinity (ICP) embedding.
         n_threads: threads for model fitting and scoring. The default 1 keeps training
             bit-for-bit reproducible for a seed (LightFM's parallel SGD is not); more
@@ -35,11 +45,24 @@ class TrainConfig:
     half_life_days: float = 14.0
     horizon_days: float = 14.0
     affinity_engine: str = "lightfm"
+    affinity_crosses: str = "none"
     n_components: int = 16
     n_threads: int = 1
     embedding: str = "contributions"
     exact_threshold: int = 50_000
     placebo: bool = True
+
+    def __post_init__(self) -> None:
+        """Reject an unknown ``affinity_crosses``.
+
+        Raises:
+            ValueError: ``affinity_crosses`` is not one of :data:`AFFINITY_CROSSES`.
+        """
+        if self.affinity_crosses not in AFFINITY_CROSSES:
+            raise ValueError(
+                f"affinity_crosses must be one of {', '.join(AFFINITY_CROSSES)}, "
+                f"not {self.affinity_crosses!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as JSON-ready data."""

@@ -19,8 +19,13 @@ rows per (rep, value) cannot tell from signal.
 ``cross_columns`` restricts the crosses to pairs *within* a given set of columns (still
 subject to ``cross_max_levels`` and ``max_crosses``): the pipeline uses it to cross only
 the firmographic (account) columns, the way practitioners segment B2B accounts
-(industry x size x region), which is a choice made without labels
-(``TrainConfig.affinity_crosses``).
+(industry x size x region), a choice made without labels
+(``TrainConfig.affinity_crosses = "firmographic"``: 10 pairs, 498 indicators on the
+simulated team). Same bench, 200 reps, LightFM, Spearman all cells without -> with
+firmographic crosses: 0.441 -> 0.441 at 20,000 leads (both fall back to the global
+score), 0.563 -> 0.566 at 50,000 (seed 1: 0.563 -> 0.517: the strength test fell to the
+global score), 0.612 -> 0.622 at 100,000, 0.697 -> 0.712 at 200,000, 0.733 -> 0.836 at
+500,000 (oracle 0.94).
 """
 
 from __future__ import annotations

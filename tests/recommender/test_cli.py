@@ -154,3 +154,22 @@ def test_every_command_has_help_with_an_example() -> None:
         res = leadrank(cmd, "--help")
         assert res.returncode == 0, cmd
         assert "Example" in res.stdout, cmd
+
+
+def test_train_takes_engine_and_crosses_and_names_a_bad_value(team: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    done = leadrank("train", team, "--out", out, "--engine", "pair", "--crosses", "firmographic")
+    assert done.returncode == 0, done.stderr
+    config = json.loads((out / "manifest.json").read_text())["config"]
+    assert (config["affinity_engine"], config["affinity_crosses"]) == ("pair", "firmographic")
+    bad = leadrank("train", team, "--out", tmp_path / "x", "--crosses", "some")
+    assert bad.returncode == 2
+    assert "--crosses must be one of none, firmographic, all" in bad.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_crosses_option_default_is_the_config_default() -> None:
+    from recommender.cli import CROSSES_DEFAULT
+    from recommender.config import TrainConfig
+
+    assert TrainConfig().affinity_crosses == CROSSES_DEFAULT

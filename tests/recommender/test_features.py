@@ -122,3 +122,58 @@ def test_absent_columns_are_missing_and_not_fitted_raises() -> None:
     assert len(labels) == 4
     with pytest.raises(NotFittedError):
         FeatureEncoder().transform(df)
+
+
+def test_cross_columns_restrict_crosses_to_pairs_within_the_list() -> None:
+    rng = np.random.default_rng(2)
+    n = 400
+    df = pd.DataFrame({c: rng.choice(list("abc"), n) for c in "pqrs"})
+    specs = [FeatureSpec(c, Role.CATEGORICAL) for c in "pqrs"]
+    everything = FeatureEncoder(cross_max_levels=12).fit(df, specs)
+    assert len(everything.crosses_) == 6  # every pair of the 4 columns
+    enc = FeatureEncoder(cross_max_levels=12, cross_columns=["q", "s", "absent"]).fit(df, specs)
+    names = [c["name"] for c in enc.columns_]
+    assert [(names[c["a"]], names[c["b"]]) for c in enc.crosses_] == [("q", "s")]
+    crossed = [label for label in enc.labels_ if " & " in label]
+    assert crossed and all(
+        label.startswith("q = ") and " & s = " in label for label in crossed[:-1]
+    )
+    assert crossed[-1] == "q & s = (other)"
+    x = enc.transform(df)
+    np.testing.assert_array_equal(np.asarray(x.sum(axis=1)).ravel(), 5.0)  # 4 columns + 1
+    assert FeatureEncoder(cross_max_levels=12, cross_columns=[]).fit(df, specs).crosses_ == []
+    assert FeatureEncoder(cross_max_levels=12, cross_columns=["q"]).fit(df, specs).crosses_ == []
+
+
+def test_cross_columns_still_obey_cross_max_levels() -> None:
+    df = frame()
+    enc = FeatureEncoder(cross_max_levels=12, cross_columns=["industry", "country"]).fit(df, SPECS)
+    assert enc.crosses_ == []  # country has 20 levels: no eligible pair is left
+
+
+def test_round_trip_json_keeps_cross_columns() -> None:
+    df = frame()
+    enc = FeatureEncoder(cross_max_levels=12, cross_columns=("industry", "employees")).fit(
+        df, SPECS
+    )
+    data = json.loads(json.dumps(enc.to_dict()))
+    assert data["cross_columns"] == ["industry", "employees"]
+    back = FeatureEncoder.from_dict(data)
+    assert list(back.cross_columns or []) == ["industry", "employees"]
+    assert back.crosses_ == enc.crosses_ and back.labels_ == enc.labels_
+    assert (back.transform(df) != enc.transform(df)).nnz == 0
+    # refitting the loaded encoder keeps the restriction
+    refit = FeatureEncoder.from_dict(data)
+    refit.fit(df, SPECS)
+    assert refit.crosses_ == enc.crosses_
+    unrestricted = FeatureEncoder(cross_max_levels=12).fit(df, SPECS).to_dict()
+    assert FeatureEncoder.from_dict(unrestricted).cross_columns is None
+
+
+def test_old_dict_without_cross_columns_loads_unrestricted() -> None:
+    df = frame()
+    enc = FeatureEncoder(cross_max_levels=12).fit(df, SPECS)
+    old = {k: v for k, v in enc.to_dict().items() if k != "cross_columns"}
+    back = FeatureEncoder.from_dict(old)
+    assert back.cross_columns is None and back.crosses_ == enc.crosses_
+    assert (back.transform(df) != enc.transform(df)).nnz == 0

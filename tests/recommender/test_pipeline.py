@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,11 @@ from scipy.stats import spearmanr
 from recommender.artifacts import atomic_folder
 from recommender.bundle import ModelBundle
 from recommender.columns import Columns
+from recommender.config import TrainConfig
 from recommender.data import load_dataset
 from recommender.data.simulate import load_truth, simulate
 from recommender.errors import DataError, ModelFolderError, UnknownIdError
-from recommender.pipeline import train
+from recommender.pipeline import affinity_encoder, train
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +238,27 @@ def test_only_declared_numeric_columns_reject_bad_values(team: Path, tmp_path: P
             [{"lead_id": "N2", "created_at": "2026-11-20", "form_fill_seconds": "slow"}]
         )
     assert info.value.column == "form_fill_seconds"
+
+
+def test_firmographic_crosses_train_save_and_load(team: Path, tmp_path: Path) -> None:
+    ds = load_dataset(team)
+    account = {f.name for f in ds.features if f.origin == "account"}
+    cfg = TrainConfig(affinity_crosses="firmographic")
+    out = tmp_path / "crossed"
+    fresh = train(ds, out, config=cfg)
+    names = [c["name"] for c in fresh.encoder.columns_]
+    pairs = {(names[c["a"]], names[c["b"]]) for c in fresh.encoder.crosses_}
+    assert pairs and all(a in account and b in account for a, b in pairs)
+    assert ("industry", "employees") in pairs
+    assert fresh.affinity is not None
+    loaded = ModelBundle.load(out)
+    assert loaded.config.affinity_crosses == "firmographic"
+    assert loaded.encoder.crosses_ == fresh.encoder.crosses_
+    frame = loaded.read_leads_csv(team / "leads.csv").iloc[:200]
+    assert np.allclose(fresh.rep_probabilities(frame), loaded.rep_probabilities(frame))
+    # without accounts there is nothing firmographic to cross
+    lead_only = replace(ds, features=tuple(f for f in ds.features if f.origin != "account"))
+    enc = affinity_encoder(lead_only, cfg).fit(lead_only.feature_frame(), lead_only.features)
+    assert enc.cross_columns == [] and enc.crosses_ == []
+    with pytest.raises(ValueError, match="affinity_crosses"):
+        TrainConfig(affinity_crosses="everything")
