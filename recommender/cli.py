@@ -108,6 +108,14 @@ EventsOpt = Annotated[
 
 CROSSES_DEFAULT = "none"
 """``--crosses`` default: ``TrainConfig.affinity_crosses``'s (kept equal by a test)."""
+EngineOpt = Annotated[str, typer.Option(help="Affinity engine: lightfm, implicit or pair.")]
+CrossesOpt = Annotated[
+    str,
+    typer.Option(
+        help="Crossed lead indicators in the affinity model: none, firmographic "
+        "(pairs of account columns) or all."
+    ),
+]
 
 
 def _check_affinity_options(engine: str, crosses: str) -> None:
@@ -130,16 +138,8 @@ def train(
         str | None, typer.Option("--until", help="Use only leads created before this time.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
-    engine: Annotated[
-        str, typer.Option(help="Affinity engine: lightfm, implicit or pair.")
-    ] = "lightfm",
-    crosses: Annotated[
-        str,
-        typer.Option(
-            help="Crossed lead indicators in the affinity model: none, firmographic "
-            "(pairs of account columns) or all."
-        ),
-    ] = CROSSES_DEFAULT,
+    engine: EngineOpt = "lightfm",
+    crosses: CrossesOpt = CROSSES_DEFAULT,
     half_life: Annotated[
         float, typer.Option("--half-life", min=0.01, help="Engagement half-life in days.")
     ] = 14.0,
@@ -198,16 +198,8 @@ def evaluate(
     half_life: Annotated[
         float, typer.Option("--half-life", min=0.01, help="Engagement half-life in days.")
     ] = 14.0,
-    engine: Annotated[
-        str, typer.Option(help="Affinity engine: lightfm, implicit or pair.")
-    ] = "lightfm",
-    crosses: Annotated[
-        str,
-        typer.Option(
-            help="Crossed lead indicators in the affinity model: none, firmographic "
-            "(pairs of account columns) or all."
-        ),
-    ] = CROSSES_DEFAULT,
+    engine: EngineOpt = "lightfm",
+    crosses: CrossesOpt = CROSSES_DEFAULT,
 ) -> None:
     """Train on leads created before T, test on the rest, print a report, write JSON.
 
