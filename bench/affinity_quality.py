@@ -220,7 +220,9 @@ def main() -> None:
     ap.add_argument("--rep-effect", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--engine", default="lightfm")
-    ap.add_argument("--crosses", default="none", choices=list(AFFINITY_CROSSES))
+    ap.add_argument(
+        "--crosses", default=TrainConfig().affinity_crosses, choices=list(AFFINITY_CROSSES)
+    )
     ap.add_argument("--test-share", type=float, default=0.2)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "leadrank_aq")
     args = ap.parse_args()

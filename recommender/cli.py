@@ -106,7 +106,7 @@ EventsOpt = Annotated[
 ]
 
 
-CROSSES_DEFAULT = "none"
+CROSSES_DEFAULT = "firmographic"
 """``--crosses`` default: ``TrainConfig.affinity_crosses``'s (kept equal by a test)."""
 EngineOpt = Annotated[str, typer.Option(help="Affinity engine: lightfm, implicit or pair.")]
 CrossesOpt = Annotated[

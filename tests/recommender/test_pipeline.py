@@ -262,3 +262,10 @@ def test_firmographic_crosses_train_save_and_load(team: Path, tmp_path: Path) ->
     assert enc.cross_columns == [] and enc.crosses_ == []
     with pytest.raises(ValueError, match="affinity_crosses"):
         TrainConfig(affinity_crosses="everything")
+
+
+def test_a_config_saved_before_crosses_existed_loads_as_none() -> None:
+    old = TrainConfig().to_dict()
+    del old["affinity_crosses"]
+    assert TrainConfig.from_dict(old).affinity_crosses == "none"
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()

@@ -1,0 +1,120 @@
+"""Benchmark: how much of the oracle's routing uplift leadrank captures as history grows.
+
+``notebooks/routing.ipynb`` measures the share of the oracle's uplift over random routing
+on 50- and 200-rep teams of 25,000 and 60,000 leads (three seeds). This script asks the
+question a sales manager asks next: how much history does the per-rep signal need? It
+simulates teams of ``--reps`` reps with more and more leads (the same 13 months, so more
+leads per rep), trains on the leads created before ``--split`` and routes the later ones
+day by day within binding daily capacities, then scores each policy by the simulator's
+true expected conversion rate of its choices:
+
+* random: uniformly among eligible reps with capacity left (``route(holdout=1)``);
+* leadrank: ``ModelBundle.route(explore=--explore)``;
+* oracle: the same exact solver on the true probabilities.
+
+Printed per team: the true rates, the captured share (leadrank - random) / (oracle -
+random), and the per-rep strength the model chose.
+
+    python bench/routing_capture.py [--reps 50] [--leads 25000 100000 250000]
+        [--crosses none firmographic] [--seed 1] [--explore 0.1] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recommender import routing
+from recommender.config import TrainConfig
+from recommender.data.load import load_dataset
+from recommender.data.simulate import load_truth, simulate
+from recommender.pipeline import train
+
+
+def true_rate(p: np.ndarray, chosen: np.ndarray) -> float:
+    """Mean true probability of the chosen pairs over all leads (unplaced count 0)."""
+    placed = chosen >= 0
+    return float(p[np.flatnonzero(placed), chosen[placed]].sum() / len(chosen))
+
+
+def capture(
+    folder: Path, split: pd.Timestamp, cfg: TrainConfig, explore: float
+) -> dict[str, float]:
+    """Train before ``split``, route the rest three ways, return the true rates."""
+    ds = load_dataset(folder)
+    truth = load_truth(folder)
+    t = time.perf_counter()
+    bundle = train(ds, until=split, config=cfg)
+    fit_s = time.perf_counter() - t
+    test = ds.leads.loc[ds.leads["created_at"] >= split].reset_index(drop=True)
+    assert ds.reps is not None
+    reps = ds.reps.reset_index(drop=True)
+    rep_ids = reps["rep_id"].astype(str).tolist()
+    pos = {r: j for j, r in enumerate(rep_ids)}
+    p = truth.probability(test["lead_id"].astype(str).tolist(), rep_ids)
+    days = routing.days_since_epoch(test["created_at"].to_numpy())
+    active = reps["active"].astype(bool).to_numpy()
+    per_day = pd.Series(days).value_counts().mean()
+    cap = np.full(len(reps), max(1, int(np.ceil(1.2 * per_day / active.sum()))), dtype=np.int64)
+    table = reps.assign(capacity=pd.array(cap, dtype="Int64"))
+    common = {"day": days, "capacity": cap, "active": active}
+    random = routing.route(p, **common, holdout=1.0, seed=cfg.seed).rep_index
+    oracle = routing.route(p, **common).rep_index
+    routed = bundle.route(test, reps=table, explore=explore, seed=cfg.seed)
+    ours = np.array([pos[x] if isinstance(x, str) else -1 for x in routed["rep_id"]])
+    rates = {"random": true_rate(p, random), "leadrank": true_rate(p, ours)}
+    rates["oracle"] = true_rate(p, oracle)
+    affinity = bundle.manifest["metrics"].get("affinity") or {}
+    return {
+        **rates,
+        "share": (rates["leadrank"] - rates["random"]) / (rates["oracle"] - rates["random"]),
+        "strength": float(affinity.get("strength") or 0.0),
+        "train_leads": float((ds.leads["created_at"] < split).sum()),
+        "test_leads": float(len(test)),
+        "fit_s": fit_s,
+    }
+
+
+def main() -> None:
+    """Simulate, train and route each team; print one line per (leads, crosses)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--leads", type=int, nargs="+", default=[25_000, 100_000, 250_000])
+    ap.add_argument("--crosses", nargs="+", default=["none", "firmographic"])
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--explore", type=float, default=0.1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--split", default="2026-10-01", help="train before, route from (UTC)")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "leadrank_rc")
+    args = ap.parse_args()
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(args.threads))
+    split = pd.Timestamp(args.split)
+    print(
+        f"{args.reps} reps, seed {args.seed}, explore {args.explore:g}, binding capacity "
+        f"(1.2 x the leads of a day / active reps), split {args.split}"
+    )
+    for n in args.leads:
+        folder = args.cache / f"team_r{args.reps}_l{n}_s{args.seed}"
+        if not (folder / "truth" / "truth.json").is_file():
+            simulate(folder, n_leads=n, n_reps=args.reps, seed=args.seed)
+        for crosses in args.crosses:
+            cfg = TrainConfig(seed=args.seed, n_threads=args.threads, affinity_crosses=crosses)
+            r = capture(folder, split, cfg, args.explore)
+            print(
+                f"  {n:>7} leads ({r['train_leads']:.0f} train, {r['test_leads']:.0f} routed) "
+                f"crosses={crosses:<12} true rate random {r['random']:.4f} leadrank "
+                f"{r['leadrank']:.4f} oracle {r['oracle']:.4f} | share {r['share']:.2f} | "
+                f"strength {r['strength']:.2f} | train {r['fit_s']:.0f} s",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
