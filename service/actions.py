@@ -19,7 +19,7 @@ from recommender.errors import DataError, LeadrankError, UnknownIdError
 from recommender.pipeline import ModelBundle
 from service import schemas
 from service.errors import FieldError
-from service.state import Loaded, Runtime
+from service.state import Loaded, Runtime, settle_heap
 from service.store import repo
 from service.store.db import read_transaction, write_transaction
 from service.store.models import Lead, Rep
@@ -221,10 +221,11 @@ def reload(runtime: Runtime, request: schemas.ReloadRequest) -> schemas.ReloadRe
         sync_reps(runtime.engine, loaded)
         runtime.model = loaded
         runtime.metrics.reloads["ok"] += 1
-    log.info("model %s now serving (was %s)", loaded.version, previous and previous.version)
-    return schemas.ReloadResponse(
-        version=loaded.version, previous=None if previous is None else previous.version
-    )
+    was = None if previous is None else previous.version
+    del previous  # let the old model go (requests still using it keep it alive)
+    settle_heap()
+    log.info("model %s now serving (was %s)", loaded.version, was)
+    return schemas.ReloadResponse(version=loaded.version, previous=was)
 
 
 def update_rep(engine: Engine, rep_id: str, request: schemas.RepUpdate) -> schemas.RepOut:

@@ -17,7 +17,7 @@ from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.routers import ROUTERS
-from service.state import KeyCache, Runtime
+from service.state import KeyCache, Runtime, settle_heap
 from service.store.db import make_engine, migrate
 
 
@@ -40,6 +40,7 @@ def _start(settings: Settings, metrics: Metrics) -> Runtime:
     if settings.model_path is not None:
         runtime.model = actions.load_model(settings.model_path)
         actions.sync_reps(engine, runtime.model)
+    settle_heap()
     return runtime
 
 
