@@ -59,7 +59,13 @@ over the 64 of those reps with the highest ``logit + 3 std``, the others having 
 chance; ``1 / k`` for epsilon-greedy), and ``g`` is 1 if the model would have
 chosen that rep: for model-routed leads ``g = 1`` (the solver's choice is treated as
 deterministic given the batch), for explore and holdout leads ``g`` is 1 when the rep is the
-lead's best available rep (the greedy choice), an approximation of the batch solver.
+lead's best available rep (the greedy choice), an approximation of the batch solver. Where
+several reps tie for a lead's best (a model with no per-rep signal gives every rep the same
+probability) the model picks among them at random, ``g = 1 / (number tied)``.
+
+Ties. The solver sees the weights plus a seeded jitter far below any real difference
+(:data:`TIE_JITTER`), so reps that tie are chosen at random per lead rather than in id
+order: with no per-rep signal, leads spread evenly instead of filling the first reps.
 """
 
 from __future__ import annotations
@@ -81,6 +87,8 @@ HOLDOUT = "holdout"
 NONE = "none"
 _THOMPSON_TOP = 64  # reps that take part in the Monte Carlo Thompson propensity
 METHODS = ("auto", "optimal", "greedy")
+TIE_JITTER = 1e-9
+"""Scale of the seeded uniform noise added to the solver's weights to break exact ties."""
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -242,8 +250,8 @@ def route(
     act = np.ones(m, dtype=bool) if active is None else np.asarray(active, dtype=bool)
     elig = np.ones((n, m), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
     sigma = None if uncertainty is None else _check_matrix(uncertainty, (n, m), "uncertainty")
-    policy_rng, holdout_rng, explore_rng, prop_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+    policy_rng, holdout_rng, explore_rng, prop_rng, tie_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
     )
     draw = policy_rng.random(n)
     planned = np.where(draw < holdout, HOLDOUT, np.where(draw < holdout + explore, EXPLORE, MODEL))
@@ -278,7 +286,8 @@ def route(
             method == "auto" and model_idx.size <= 1 and fairness_floor == 0
         )
         solve = _solve_greedy if use_greedy else _solve_optimal
-        chosen = solve(weight[model_idx], allowed[model_idx], rem, need, max_cells)
+        jitter = tie_rng.random((model_idx.size, m)) * TIE_JITTER
+        chosen = solve(weight[model_idx] + jitter, allowed[model_idx], rem, need, max_cells)
         placed = chosen >= 0
         rep_index[model_idx[placed]] = chosen[placed]
         policy[model_idx[placed]] = MODEL
@@ -480,8 +489,13 @@ def _propensity(
     explore_p = 1.0 / k
     if share_explore > 0 and sigma is not None and prob.shape[0]:
         explore_p = _thompson_prob(prob, sigma, avail, chosen, draws, rng)
-    greedy = np.argmax(np.where(avail, prob, -1.0), axis=1) if prob.shape[0] else chosen
-    model_p = np.where(by_model | (greedy == chosen), 1.0, 0.0)
+    open_prob = np.where(avail, prob, -1.0)
+    best = open_prob.max(axis=1) if prob.shape[0] else np.zeros(0)
+    ties = np.maximum((open_prob == best[:, None]).sum(axis=1), 1)
+    got = prob[np.arange(prob.shape[0]), chosen]
+    # the model picks uniformly among reps tied for best (TIE_JITTER), else it is treated
+    # as deterministic: 1 for its own choice, 0 for a rep it would not have picked
+    model_p = np.where(got == best, 1.0 / ties, np.where(by_model, 1.0, 0.0))
     out = share_holdout / k + share_explore * explore_p + share_model * model_p
     return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
 

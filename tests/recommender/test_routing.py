@@ -355,3 +355,19 @@ def test_days_since_epoch() -> None:
     assert days_since_epoch(ts).tolist() == [DAY, 1]
     with pytest.raises(ValueError, match="NaT"):
         days_since_epoch(np.array(["NaT"], dtype="datetime64[s]"))
+
+
+def test_tied_reps_share_the_leads_at_random_not_in_id_order() -> None:
+    """A model with no per-rep signal gives every rep the same probability."""
+    n, m = 600, 6
+    prob = np.full((n, m), 0.2)
+    days = np.repeat(np.arange(3), n // 3)  # three days of 200 leads
+    for method in ("optimal", "greedy"):
+        out = route(prob, day=days, capacity=np.full(m, -1), seed=5, method=method)
+        counts = np.bincount(out.rep_index, minlength=m)
+        assert counts.min() > 0.6 * n / m, (method, counts)  # not all to rep 0
+        again = route(prob, day=days, capacity=np.full(m, -1), seed=5, method=method)
+        assert np.array_equal(out.rep_index, again.rep_index)  # still deterministic
+        assert np.allclose(out.propensity, 1.0 / m)  # the model picks 1 of m tied reps
+    one = route(prob[:1], day=days[:1], capacity=np.full(m, -1), seed=1)
+    assert one.propensity[0] == pytest.approx(1.0 / m)
