@@ -411,7 +411,7 @@ def simulate(
     )
     typer.echo(
         f"wrote {summary.out}: {summary.n_leads} leads, {summary.n_reps} reps, "
-        f"{summary.n_events} events, conversion {summary.conversion_rate:.1%}",
+        f"{summary.n_events} events, {summary.conversion_rate:.1%} of closed outcomes won",
         err=True,
     )
 

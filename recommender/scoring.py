@@ -113,7 +113,7 @@ def format_value(value: object) -> str:
         return "missing"
     if isinstance(value, float | np.floating):
         v = float(value)
-        return f"{v:,.0f}" if v.is_integer() else f"{v:,.2f}"
+        return f"{v:.0f}" if v.is_integer() else f"{v:.2f}"  # as the data writes it: no 1,428
     return str(value)
 
 

@@ -11,12 +11,16 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from service.config import DEFAULT_DATA_DIR, Settings, sqlite_url
 from service.store.db import make_engine, migrate, write_transaction
 from service.store.keys import insert_key, validate_role
+
+if TYPE_CHECKING:
+    from recommender.bundle import ModelBundle
 
 DEMO_ROLES = ("admin", "router", "marketer")
 
@@ -105,6 +109,16 @@ def serve(
     uvicorn.run("service.main:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
 
 
+def _demo_rep(bundle: ModelBundle, lead: dict[str, str]) -> str:
+    """The rep the service will route ``lead`` to (so the third curl lists it)."""
+    from service.routing import request_seed
+
+    seed = request_seed(Settings().route_seed, [lead["lead_id"]])
+    plan = bundle.route(bundle.leads_from_records([lead]), seed=seed)
+    chosen = plan["rep_id"].iloc[0] if len(plan) else None
+    return str(chosen) if chosen is not None else str(bundle.reps["rep_id"].iloc[0])
+
+
 def demo_lead(data: Path) -> dict[str, str]:
     """A new lead for the example requests: the first lead of ``data`` under a new id."""
     import csv
@@ -145,10 +159,11 @@ def demo(
     keys = {role: create_key(role, db_url) for role in DEMO_ROLES}
     from recommender.pipeline import ModelBundle
 
-    rep = str(ModelBundle.load(model).reps["rep_id"].iloc[0])
+    lead = demo_lead(data)
+    rep = _demo_rep(ModelBundle.load(model), lead)
     keys[f"rep:{rep}"] = create_key(f"rep:{rep}", db_url)
     base = f"http://{host}:{port}"
-    body = json.dumps({"leads": [demo_lead(data)]})
+    body = json.dumps({"leads": [lead]})
     auth = "Authorization: Bearer "
     echo(f"leadrank API: {base}  (docs: {base}/docs, store: {db_url})")
     for role, key in keys.items():

@@ -85,7 +85,7 @@ def _float(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 
 
-def _seed(base: int, lead_ids: list[str]) -> int:
+def request_seed(base: int, lead_ids: list[str]) -> int:
     """A per-request seed: exploration draws differ between requests, repeat for a retry."""
     return (base ^ zlib.crc32("\x1f".join(lead_ids).encode())) & 0x7FFFFFFF
 
@@ -219,7 +219,7 @@ def _plan(
         reps=reps,
         used=used,
         events=events,
-        seed=_seed(settings.route_seed, ids),
+        seed=request_seed(settings.route_seed, ids),
         explore=settings.route_explore,
         holdout=settings.route_holdout,
         n_alternatives=N_ALTERNATIVES,

@@ -87,7 +87,11 @@ _LEAD_EXAMPLE: dict[str, Any] = {
 
 
 class LeadIn(BaseModel):
-    """A lead: the ``leads.csv`` columns as JSON strings or numbers (``lead_id`` required)."""
+    """A lead: the ``leads.csv`` columns as JSON strings or numbers (``lead_id`` required).
+
+    ``created_at`` absent or null means the lead arrives now: it is set to the time the
+    request was received (UTC), which is also the day whose capacity a route takes.
+    """
 
     model_config = ConfigDict(
         extra="allow",
@@ -100,10 +104,13 @@ class LeadIn(BaseModel):
 
     @model_validator(mode="after")
     def _column_names(self) -> LeadIn:
-        """Column names are short and free of NUL characters."""
-        for name in self.__pydantic_extra__ or {}:
+        """Column names are short and free of NUL characters; no ``created_at`` is now."""
+        extra = self.__pydantic_extra__
+        for name in extra or {}:
             if not name or len(name) > 200 or "\x00" in name:
                 raise ValueError(f"bad column name {name[:50]!r}: 1-200 characters, no NUL")
+        if extra is not None and extra.get("created_at") is None:
+            extra["created_at"] = datetime.now(UTC).replace(tzinfo=None).isoformat()
         return self
 
 

@@ -328,6 +328,19 @@ def test_concurrent_routes_with_a_bad_lead_fail_only_that_request(server: Server
     assert count(server, Assignment, day=day) == len(bodies) - 1
 
 
+def test_a_lead_without_created_at_arrives_now(server: Server) -> None:
+    from datetime import UTC, datetime
+
+    lead_id = f"NOW{next(_ids):06d}"
+    c = server.client("router")
+    scored = c.post("/v1/score", json={"leads": [{"lead_id": lead_id + "s", "source": "partner"}]})
+    assert scored.status_code == 200, scored.text
+    today = datetime.now(UTC).date().isoformat()
+    routed = c.post("/v1/route", json={"leads": [{"lead_id": lead_id, "created_at": None}]})
+    assert routed.status_code == 200, routed.text
+    assert count(server, Assignment, lead_id=lead_id, day=today) == 1
+
+
 def test_limit_is_bounded(server: Server) -> None:
     c = server.client("admin")
     for limit in (0, 1001, -5):
