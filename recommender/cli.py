@@ -369,6 +369,12 @@ def lookalike(
             fail(f"--where must look like COLUMN=VALUE, not '{item}'")
         filters[column.strip()] = value.strip()
     bundle = _load_bundle(model)
+    if bundle.lookalike_kind != "account" and (exclude_customers or filters):
+        typer.echo(
+            "leadrank: warning: the model has no accounts (its catalogue is leads): "
+            "--exclude-customers and --where have no effect",
+            err=True,
+        )
     out = bundle.lookalike(
         ids,
         k,
