@@ -27,6 +27,12 @@ strength should be 0 and the AUC equal the global score's.
 
 Run: ``python bench/affinity_quality.py --leads 50000 --reps 200 --seed 0 [--rep-effect 1]
 [--crosses firmographic]``
+
+Measured on 2026-11-23 (200 reps, seed 0, LightFM, ``--threads 1``), Spearman all cells
+with firmographic crosses (without): 20k 0.441 (0.441), 50k 0.566 (0.563), 100k 0.622
+(0.612), 200k 0.712 (0.697), 500k 0.836 (0.733); the oracle 0.567, 0.709, 0.813, 0.875,
+0.940. AUC at 50k: model 0.794, global score 0.791, truth 0.848. Placebo team at 50k:
+strength 0 either way.
 """
 
 from __future__ import annotations

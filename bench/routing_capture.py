@@ -17,6 +17,11 @@ random), and the per-rep strength the model chose.
 
     python bench/routing_capture.py [--reps 50] [--leads 25000 100000 250000]
         [--crosses none firmographic] [--seed 1] [--explore 0.1] [--threads 1]
+
+Measured on 2026-11-23 (defaults, this 2-core machine), share of the oracle's uplift
+without -> with firmographic crosses: 25,000 leads 0.05 -> 0.22 (without crosses the
+per-rep strength test found nothing), 100,000 leads 0.49 -> 0.50, 250,000 leads 0.58 ->
+0.66 (true rates at 250k with crosses: random 0.120, leadrank 0.195, oracle 0.233).
 """
 
 from __future__ import annotations
