@@ -95,14 +95,17 @@ class Coalescer(Generic[T, R]):
         """Remove and return the next batch: the oldest item plus what fits beside it."""
         first = self._waiting[0]
         batch, keys, total, rest = [first], set(first.keys), self.size(first.item), []
+        blocked: set[Hashable] = set()  # keys of items left for later keep their turn
         for w in self._waiting[1:]:
             fits = total + self.size(w.item) <= self.max_items
-            if fits and w.group is first.group and keys.isdisjoint(w.keys):
+            free = keys.isdisjoint(w.keys) and blocked.isdisjoint(w.keys)
+            if fits and free and w.group is first.group:
                 batch.append(w)
                 keys |= w.keys
                 total += self.size(w.item)
             else:
                 rest.append(w)
+                blocked |= w.keys
         self._waiting = rest
         return batch
 
@@ -130,6 +133,11 @@ class Coalescer(Generic[T, R]):
                         )
                 except Exception as exc:  # the whole batch failed: tell every caller
                     results = [exc] * len(live)
+                except BaseException:  # cancelled mid-batch (shutdown): nobody may hang
+                    for w in live:
+                        if not w.future.done():
+                            w.future.set_exception(RuntimeError("request batching stopped"))
+                    raise
                 for w, result in zip(live, results, strict=True):
                     if w.future.cancelled():
                         continue

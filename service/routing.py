@@ -22,7 +22,6 @@ from sqlalchemy import Connection, text
 from recommender.columns import Columns
 from service import schemas
 from service.actions import events_frame, parse_leads
-from service.errors import FieldError
 from service.state import Loaded, Runtime
 from service.store import repo
 from service.store.db import read_transaction, write_transaction
@@ -162,19 +161,23 @@ def route_batch(
     """Route several requests (one model, no lead in two of them) as one batch.
 
     The model and the store are called once for all their leads, which costs little more
-    than one request alone. Where a lead value is rejected, each request is routed on
-    its own instead, so the error names its own request's field and fails it alone.
+    than one request alone. Where that fails (a rejected value, anything else), each
+    request is routed on its own instead, so an error names its own request's field and
+    fails that request alone. A model with eligibility rules always routes request by
+    request (see the comment below).
     """
     if not items:
         return []
     model = items[0][0]
     if any(m is not model for m, _ in items):
         raise ValueError("a route batch must hold one model")
-    if len(items) > 1:
+    # Rules read a column's type off all the leads routed together, so one request's
+    # values could change another's eligibility: such models route request by request.
+    if len(items) > 1 and not model.bundle.rules:
         try:
             answers = _route_leads(runtime, model, [x for _, r in items for x in r.leads])
-        except FieldError:
-            pass  # some request holds a bad value: find out which, request by request
+        except Exception:  # whichever request caused it fails alone, below
+            pass
         else:
             return [
                 schemas.RouteResponse(assignments=[answers[x.lead_id] for x in r.leads])

@@ -46,7 +46,12 @@ def _naive_utc(value: datetime) -> datetime:
         raise ValueError("date out of range") from exc
 
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul)]
+Id = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_nul),
+]
+"""An id, read like a CSV cell: surrounding whitespace is not part of it."""
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_no_nul)]
 
 
@@ -89,8 +94,8 @@ _LEAD_EXAMPLE: dict[str, Any] = {
 class LeadIn(BaseModel):
     """A lead: the ``leads.csv`` columns as JSON strings or numbers (``lead_id`` required).
 
-    ``created_at`` absent or null means the lead arrives now: it is set to the time the
-    request was received (UTC), which is also the day whose capacity a route takes.
+    ``created_at`` absent, null or empty means the lead arrives now: it is set to the time
+    the request was received (UTC), which is also the day whose capacity a route takes.
     """
 
     model_config = ConfigDict(
@@ -109,7 +114,8 @@ class LeadIn(BaseModel):
         for name in extra or {}:
             if not name or len(name) > 200 or "\x00" in name:
                 raise ValueError(f"bad column name {name[:50]!r}: 1-200 characters, no NUL")
-        if extra is not None and extra.get("created_at") is None:
+        created = None if extra is None else extra.get("created_at")
+        if extra is not None and (created is None or str(created).strip() == ""):
             extra["created_at"] = datetime.now(UTC).replace(tzinfo=None).isoformat()
         return self
 

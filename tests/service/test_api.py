@@ -341,6 +341,24 @@ def test_a_lead_without_created_at_arrives_now(server: Server) -> None:
     assert count(server, Assignment, lead_id=lead_id, day=today) == 1
 
 
+def test_ids_are_read_like_csv_cells_even_in_a_busy_batch(server: Server) -> None:
+    """Surrounding spaces are not part of an id; they once failed a whole batch (500)."""
+    day = "2026-12-08"
+    bodies = [[lead(day)] for _ in range(12)]
+    spaced = f" SP{next(_ids):06d}\u00a0"
+    bodies[3] = [lead(day, lead_id=spaced)]
+
+    def post(body: list[dict[str, Any]]) -> httpx.Response:
+        with server.client("router") as c:
+            return c.post("/v1/route", json={"leads": body})
+
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(post, bodies))
+    assert [r.status_code for r in responses] == [200] * len(bodies)
+    assert responses[3].json()["assignments"][0]["lead_id"] == spaced.strip()
+    assert count(server, Lead, lead_id=spaced.strip()) == 1
+
+
 def test_limit_is_bounded(server: Server) -> None:
     c = server.client("admin")
     for limit in (0, 1001, -5):

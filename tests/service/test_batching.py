@@ -153,3 +153,33 @@ def test_linger_gathers_the_requests_still_arriving_under_load() -> None:
 def test_linger_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="linger"):
         Coalescer(lambda items: items, linger=-1.0)
+
+
+def test_an_item_left_for_later_keeps_its_turn_on_its_keys() -> None:
+    """A(L5), B(L5, L1), C(L1): C must not overtake B on L1."""
+    run = Recorder()
+    c: Coalescer[str, str] = Coalescer(run)
+    calls = [
+        {"item": "first", "keys": ["L0"]},
+        {"item": "A", "keys": ["L5"]},
+        {"item": "B", "keys": ["L5", "L1"]},
+        {"item": "C", "keys": ["L1"]},
+    ]
+    asyncio.run(_submit_all(c, calls))
+    where = {i: k for k, b in enumerate(run.batches) for i in b}
+    assert where["A"] < where["B"] < where["C"]
+
+
+def test_callers_of_a_batch_cancelled_midway_do_not_hang() -> None:
+    run = Recorder(seconds=0.3)
+    c: Coalescer[str, str] = Coalescer(run)
+
+    async def go() -> Any:
+        caller = asyncio.create_task(c.submit("a"))
+        await asyncio.sleep(0.05)  # the batch is running in its thread
+        assert c._task is not None
+        c._task.cancel()
+        return await asyncio.wait_for(caller, timeout=2.0)
+
+    with pytest.raises(RuntimeError, match="batching stopped"):
+        asyncio.run(go())
