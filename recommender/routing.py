@@ -61,11 +61,14 @@ chosen that rep: for model-routed leads ``g = 1`` (the solver's choice is treate
 deterministic given the batch), for explore and holdout leads ``g`` is 1 when the rep is the
 lead's best available rep (the greedy choice), an approximation of the batch solver. Where
 several reps tie for a lead's best (a model with no per-rep signal gives every rep the same
-probability) the model picks among them at random, ``g = 1 / (number tied)``.
+probability, up to float noise) the model picks among them at random, ``g = 1 / (number
+tied)``; where capacity left a lead only some of its tied reps this overstates the
+spread (an approximation, like the rest of ``g``).
 
 Ties. The solver sees the weights plus a seeded jitter far below any real difference
-(:data:`TIE_JITTER`), so reps that tie are chosen at random per lead rather than in id
-order: with no per-rep signal, leads spread evenly instead of filling the first reps.
+(:data:`TIE_JITTER` times the largest weight, at least 1), so reps that tie are chosen at
+random per lead rather than in id order: with no per-rep signal, leads spread evenly
+instead of filling the first reps.
 """
 
 from __future__ import annotations
@@ -286,8 +289,10 @@ def route(
             method == "auto" and model_idx.size <= 1 and fairness_floor == 0
         )
         solve = _solve_greedy if use_greedy else _solve_optimal
-        jitter = tie_rng.random((model_idx.size, m)) * TIE_JITTER
-        chosen = solve(weight[model_idx] + jitter, allowed[model_idx], rem, need, max_cells)
+        w = weight[model_idx]
+        scale = max(float(np.abs(w).max()), 1.0) if w.size else 1.0  # values can be large
+        jitter = tie_rng.random((model_idx.size, m)) * (TIE_JITTER * scale)
+        chosen = solve(w + jitter, allowed[model_idx], rem, need, max_cells)
         placed = chosen >= 0
         rep_index[model_idx[placed]] = chosen[placed]
         policy[model_idx[placed]] = MODEL
@@ -491,11 +496,12 @@ def _propensity(
         explore_p = _thompson_prob(prob, sigma, avail, chosen, draws, rng)
     open_prob = np.where(avail, prob, -1.0)
     best = open_prob.max(axis=1) if prob.shape[0] else np.zeros(0)
-    ties = np.maximum((open_prob == best[:, None]).sum(axis=1), 1)
+    tied = open_prob >= best[:, None] - TIE_JITTER  # equal up to float noise
+    ties = np.maximum(tied.sum(axis=1), 1)
     got = prob[np.arange(prob.shape[0]), chosen]
     # the model picks uniformly among reps tied for best (TIE_JITTER), else it is treated
     # as deterministic: 1 for its own choice, 0 for a rep it would not have picked
-    model_p = np.where(got == best, 1.0 / ties, np.where(by_model, 1.0, 0.0))
+    model_p = np.where(got >= best - TIE_JITTER, 1.0 / ties, np.where(by_model, 1.0, 0.0))
     out = share_holdout / k + share_explore * explore_p + share_model * model_p
     return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
 

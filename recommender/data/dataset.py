@@ -109,6 +109,9 @@ class Dataset:
             unknown = pos < 0
             for name in account_cols:
                 if name in arrays:
+                    if len(index) == 0:  # an accounts table without rows: all unknown
+                        columns[name] = np.full(n, None, dtype=object)
+                        continue
                     values = arrays[name].take(pos)
                     values[unknown] = None
                     columns[name] = values

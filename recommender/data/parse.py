@@ -34,8 +34,13 @@ def missing_mask(values: pd.Series | np.ndarray, missing: Iterable[str] = ()) ->
     """Return True where a string cell is missing: empty, or one of the ``missing`` tokens."""
     arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else values
     mask = np.asarray(pd.isna(arr), dtype=bool)
-    for token in {"", *missing}:
-        mask |= np.asarray(arr == token, dtype=bool)
+    present = ~mask
+    if present.any():  # compare only real values: pd.NA == "" has no truth value
+        rest = arr[present]
+        hit = np.zeros(rest.shape, dtype=bool)
+        for token in {"", *missing}:
+            hit |= np.asarray(rest == token, dtype=bool)
+        mask[present] = hit
     return mask
 
 

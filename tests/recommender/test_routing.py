@@ -371,3 +371,15 @@ def test_tied_reps_share_the_leads_at_random_not_in_id_order() -> None:
         assert np.allclose(out.propensity, 1.0 / m)  # the model picks 1 of m tied reps
     one = route(prob[:1], day=days[:1], capacity=np.full(m, -1), seed=1)
     assert one.propensity[0] == pytest.approx(1.0 / m)
+
+
+def test_near_ties_and_large_values_still_spread_and_count_as_ties() -> None:
+    n, m = 400, 4
+    prob = np.full((n, m), 0.2)
+    prob[:, 2] += 1e-16  # equal up to float noise (an unseen rep vs a shrunk one)
+    days = np.zeros(n, dtype=np.int64)
+    out = route(prob, day=days, capacity=np.full(m, 150), seed=2)
+    assert np.bincount(out.rep_index, minlength=m).min() > 60
+    assert np.allclose(out.propensity, 1.0 / m)
+    big = route(prob, day=days, capacity=np.full(m, 150), value=np.full(n, 1e7), seed=2)
+    assert np.bincount(big.rep_index, minlength=m).min() > 60  # jitter scales with weights

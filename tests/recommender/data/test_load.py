@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -286,3 +287,30 @@ def test_random_corruption_never_crashes(
         load_dataset(full(folder, **texts))
     except DataError as exc:
         assert exc.file is not None
+
+
+def test_parsing_accepts_pandas_nullable_columns() -> None:
+    """pd.NA (string, Int64 and boolean dtypes) reads as missing, never a crash."""
+    from recommender.data.parse import missing_mask, parse_categories
+
+    values = pd.Series(["a", pd.NA, "", "N/A", "b"], dtype="string")
+    assert missing_mask(values, ["N/A"]).tolist() == [False, True, True, True, False]
+    assert parse_categories(values, ["N/A"]).tolist() == ["a", None, None, None, "b"]
+    numbers = pd.Series([1, pd.NA], dtype="Int64")
+    assert missing_mask(numbers).tolist() == [False, True]
+
+
+def test_an_accounts_table_without_rows_leaves_account_features_missing() -> None:
+    from recommender.data.dataset import Dataset, FeatureSpec
+
+    leads = pd.DataFrame({"lead_id": ["L1", "L2"], "account_id": ["A1", None], "x": [1.0, 2.0]})
+    accounts = pd.DataFrame(
+        {"account_id": pd.Series([], dtype=object), "industry": pd.Series([], dtype=object)}
+    )
+    features = (
+        FeatureSpec("x", Role.NUMERIC),
+        FeatureSpec("industry", Role.CATEGORICAL, "account"),
+    )
+    frame = Dataset(leads=leads, accounts=accounts, features=features).feature_frame()
+    assert frame["x"].tolist() == [1.0, 2.0]
+    assert frame["industry"].tolist() == [None, None]
