@@ -268,8 +268,9 @@ def route(
     n_model_seen = 0
     for d in np.unique(days):
         idx = np.flatnonzero(days == d)
-        rem = np.where(unlimited, n, cap).astype(np.int64)
-        rem -= used_by_day.get(int(d), np.zeros(m, dtype=np.int64))
+        used_today = used_by_day.get(int(d), np.zeros(m, dtype=np.int64))
+        # an unlimited rep has room for every lead, whatever it took earlier today
+        rem = np.where(unlimited, n, cap - used_today).astype(np.int64)
         np.clip(rem, 0, None, out=rem)
         avail = np.zeros((idx.size, m), dtype=bool)  # reps open to each lead when routed
         for pol, rng in ((HOLDOUT, holdout_rng), (EXPLORE, explore_rng)):

@@ -38,6 +38,7 @@ _DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": s
 _USED = select(RepDayLoad.rep_id, RepDayLoad.day, RepDayLoad.count).where(
     RepDayLoad.day.in_(bindparam("days", expanding=True))
 )
+_USED_LIMITED = _USED.join(Rep, Rep.rep_id == RepDayLoad.rep_id).where(Rep.capacity.is_not(None))
 _STAMP = select(func.max(Rep.updated_at), func.count()).select_from(Rep)
 _CLAIM_ROW = {
     name: make(RepDayLoad).on_conflict_do_nothing() for name, make in _DIALECT_INSERTS.items()
@@ -83,11 +84,18 @@ def rep_states(conn: Connection) -> dict[str, tuple[int | None, bool]]:
     return {str(r): (None if c is None else int(c), bool(a)) for r, c, a in rows}
 
 
-def used_counts(conn: Connection, days: Sequence[str]) -> dict[tuple[str, str], int]:
-    """Leads already given to each rep on ``days``: ``{(rep_id, day): count}``."""
+def used_counts(
+    conn: Connection, days: Sequence[str], *, limited_only: bool = False
+) -> dict[tuple[str, str], int]:
+    """Leads already given to each rep on ``days``: ``{(rep_id, day): count}``.
+
+    Args:
+        limited_only: only reps with a daily capacity (routing needs no other: an
+            unlimited rep is open whatever it took), which keeps the read small.
+    """
     if not days:
         return {}
-    rows = conn.execute(_USED, {"days": list(days)})
+    rows = conn.execute(_USED_LIMITED if limited_only else _USED, {"days": list(days)})
     return {(str(r), str(d)): int(n) for r, d, n in rows}
 
 

@@ -383,3 +383,15 @@ def test_near_ties_and_large_values_still_spread_and_count_as_ties() -> None:
     assert np.allclose(out.propensity, 1.0 / m)
     big = route(prob, day=days, capacity=np.full(m, 150), value=np.full(n, 1e7), seed=2)
     assert np.bincount(big.rep_index, minlength=m).min() > 60  # jitter scales with weights
+
+
+def test_an_unlimited_rep_stays_open_whatever_it_took_earlier_today() -> None:
+    """Earlier leads count against a capacity, never against 'unlimited'."""
+    p = np.array([[0.3, 0.2], [0.3, 0.2]])
+    day = np.array([5, 5])
+    busy = {(5, 0): 10, (5, 1): 10}
+    out = route(p, day=day, capacity=np.array([-1, -1]), used=busy)
+    assert out.rep_index.tolist() == [0, 0]
+    capped = route(p, day=day, capacity=np.array([11, -1]), used=busy)
+    assert capped.rep_index.tolist().count(0) == 1  # rep 0 has one place left today
+    assert capped.rep_index.tolist().count(1) == 1

@@ -69,3 +69,15 @@ def test_a_failing_write_leaves_nothing_behind(engine: Engine) -> None:
         leads = select(func.count()).select_from(Lead).where(Lead.lead_id == "RB-LEAD")
         assert conn.execute(leads).scalar_one() == 0
         assert repo.used_counts(conn, ["2030-01-02"]) == {}
+
+
+def test_used_counts_can_leave_out_reps_without_a_daily_capacity(engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        repo.sync_reps(conn, [("UC-1", 4, True), ("UC-2", None, True)])
+        for rep in ("UC-1", "UC-2"):
+            assert repo.claim_capacity(conn, rep, "2030-03-01")
+    with read_transaction(engine) as conn:
+        every = repo.used_counts(conn, ["2030-03-01"])
+        limited = repo.used_counts(conn, ["2030-03-01"], limited_only=True)
+    assert every == {("UC-1", "2030-03-01"): 1, ("UC-2", "2030-03-01"): 1}
+    assert limited == {("UC-1", "2030-03-01"): 1}
