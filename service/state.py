@@ -29,7 +29,8 @@ def settle_heap() -> None:
 
     The app and its model live as long as the process; the collector's full passes over
     them (a model holds many objects) were the tail of ``/v1/route`` under load: p99 121
-    -> about 40 ms, and 10-20 % more requests a second (``bench/bench_service.py``).
+    -> about 40 ms, and 10-20 % more requests a second (``bench/bench_service.py``,
+    2026-11-23, on a model whose tied reps then sent every lead to one rep).
     Called after start and after a reload (unfreezing first, so that an old model's
     reference cycles are still collected).
     """
