@@ -96,6 +96,10 @@ class ModelBundle:
         self.rules_text = rules_text
         self.rules = rules.parse_rules(rules_text) if rules_text else []
         self._rep_pos = {r: i for i, r in enumerate(self.model_reps)}
+        # kept between calls: a feature-only dataset over ``accounts`` (see _feature_frame)
+        # and the affinity columns of the last rep list (see _model_columns)
+        self._inputs: Dataset | None = None
+        self._columns_hit: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -109,7 +113,7 @@ class ModelBundle:
         The feature-only dataset behind it, with its indexed accounts, is built once per
         accounts table rather than per call.
         """
-        inputs: Dataset | None = self.__dict__.get("_inputs")
+        inputs = self._inputs
         if inputs is None or inputs.accounts is not self.accounts:
             inputs = Dataset(leads=leads.iloc[:0], accounts=self.accounts, features=self.features)
             self._inputs = inputs
@@ -306,7 +310,7 @@ class ModelBundle:
         The last answer is kept: a service asks again and again for the same reps.
         """
         key = tuple(rep_ids)
-        hit = self.__dict__.get("_columns_hit")
+        hit = self._columns_hit
         if hit is not None and hit[0] == key:
             return hit[1], hit[2]
         known = [(j, self._rep_pos[r]) for j, r in enumerate(key) if r in self._rep_pos]

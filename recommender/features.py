@@ -41,6 +41,7 @@ import scipy.sparse as sp
 from recommender.columns import Role
 from recommender.data.dataset import FeatureSpec
 from recommender.errors import NotFittedError
+from recommender.models.base import category_values, numeric_values
 
 MISSING = "(missing)"
 OTHER = "(other)"
@@ -212,23 +213,15 @@ class FeatureEncoder:
         n = len(frame)
         cols = []
         for col, lookup in zip(self.columns_, self._lookups, strict=True):
-            name = col["name"]
-            series = frame[name] if name in frame.columns else pd.Series([None] * n)
+            present = col["name"] in frame.columns
             if isinstance(lookup, np.ndarray):
-                if series.dtype == np.float64:
-                    values = series.to_numpy()
-                else:
-                    values = pd.to_numeric(series, errors="coerce").to_numpy(float)
+                values = numeric_values(frame, col["name"]) if present else np.full(n, np.nan)
                 idx = np.searchsorted(lookup, values, side="right")
                 idx = np.where(np.isfinite(values), idx, len(lookup) + 1)
             else:
-                vocab = lookup
-                k = len(vocab)
-                strings = series.astype(object).to_numpy()
-                idx = np.array(
-                    [k + 1 if v is None or v != v else vocab.get(str(v), k) for v in strings],
-                    dtype=np.int64,
-                )
+                cats = category_values(frame, col["name"]) if present else [None] * n
+                k = len(lookup)
+                idx = np.array([k + 1 if v is None else lookup.get(v, k) for v in cats])
             cols.append(np.asarray(idx, dtype=np.int64))
         return cols
 

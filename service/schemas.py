@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from service.store.models import utcnow
+
 MAX_ITEMS = 5000
 """Most leads, outcomes, events or seeds in one request."""
 MAX_LIMIT = 1000
@@ -116,7 +118,7 @@ class LeadIn(BaseModel):
                 raise ValueError(f"bad column name {name[:50]!r}: 1-200 characters, no NUL")
         created = None if extra is None else extra.get("created_at")
         if extra is not None and (created is None or str(created).strip() == ""):
-            extra["created_at"] = datetime.now(UTC).replace(tzinfo=None).isoformat()
+            extra["created_at"] = utcnow().isoformat()
         return self
 
 

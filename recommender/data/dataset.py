@@ -78,6 +78,10 @@ class Dataset:
     def _account_lookup(self) -> tuple[pd.Index, dict[str, np.ndarray]]:
         """Account ids as an index and every other account column as an array (built once).
 
+        Each array ends with one extra ``None``: position -1, which ``get_indexer`` gives an
+        unknown account, takes it, so unknown accounts read as missing (an accounts table
+        without rows included).
+
         Raises:
             ValueError: the dataset has no accounts.
         """
@@ -86,7 +90,9 @@ class Dataset:
         table = self.accounts
         index = pd.Index(table[Columns.ACCOUNT].to_numpy(dtype=object))
         arrays = {
-            str(c): table[c].to_numpy(dtype=object) for c in table.columns if c != Columns.ACCOUNT
+            str(c): np.append(table[c].to_numpy(dtype=object), np.array([None], dtype=object))
+            for c in table.columns
+            if c != Columns.ACCOUNT
         }
         return index, arrays
 
@@ -106,15 +112,9 @@ class Dataset:
         if account_cols and self.accounts is not None and Columns.ACCOUNT in frame.columns:
             index, arrays = self._account_lookup
             pos = index.get_indexer(pd.Index(frame[Columns.ACCOUNT].to_numpy(dtype=object)))
-            unknown = pos < 0
             for name in account_cols:
                 if name in arrays:
-                    if len(index) == 0:  # an accounts table without rows: all unknown
-                        columns[name] = np.full(n, None, dtype=object)
-                        continue
-                    values = arrays[name].take(pos)
-                    values[unknown] = None
-                    columns[name] = values
+                    columns[name] = arrays[name].take(pos)  # -1: the trailing None
         out: dict[str, np.ndarray | pd.Series] = {}
         for spec in self.features:
             col = columns.get(spec.name)

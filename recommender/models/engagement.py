@@ -198,11 +198,21 @@ class EngagementModel:
             raise DataError("lead ids must be distinct to compute engagement")
         n, k = len(ids), len(self.event_types_) + 1
         cut = _as_of_array(as_of, n)
-        if len(events) == 0:  # nothing to count: zero activity, no recency
-            zeros = np.zeros((n, k + 1))
-            table = np.column_stack([zeros, np.full(n, np.nan)])
-            return pd.DataFrame(table, columns=[*self.feature_names_[:k], TOTAL, RECENCY])
-        pos = ids.get_indexer(events[Columns.LEAD].astype(str).to_numpy())
+        per_type, last = np.zeros((n, k)), np.full(n, np.inf)
+        if len(events):  # without events: zero activity, no recency
+            per_type, last = self._accumulate(events, ids, cut, k, half_life)
+        recency = np.where(np.isinf(last), np.nan, last)
+        table = np.column_stack([per_type, per_type.sum(axis=1), recency])
+        return pd.DataFrame(table, columns=[*self.feature_names_[:k], TOTAL, RECENCY])
+
+    def _accumulate(
+        self, events: pd.DataFrame, ids: pd.Index, cut: np.ndarray, k: int, half_life: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decayed weight per (lead, event type), ``(n, k)``, and days since each lead's
+        last event before its cut (``inf`` where none)."""
+        assert self.event_types_ is not None
+        n = len(ids)
+        pos = ids.get_indexer(pd.Index(events[Columns.LEAD].astype(str).to_numpy()))
         at = pd.to_datetime(events[Columns.AT]).to_numpy(dtype="datetime64[ns]")
         keep = pos >= 0
         keep[keep] = at[keep] < cut[pos[keep]]  # NaT compares False: dropped
@@ -215,14 +225,12 @@ class EngagementModel:
             weight = np.ones(pos.size)
         value = weight * np.exp2(-age / half_life)
         kinds = events[Columns.EVENT].astype(object).to_numpy()[keep]
-        code = pd.Index(self.event_types_, dtype=object).get_indexer(kinds)
+        code = pd.Index(self.event_types_, dtype=object).get_indexer(pd.Index(kinds))
         code[code < 0] = k - 1
         per_type = np.bincount(pos * k + code, weights=value, minlength=n * k).reshape(n, k)
         last = np.full(n, np.inf)
         np.minimum.at(last, pos, age)
-        recency = np.where(np.isinf(last), np.nan, last)
-        table = np.column_stack([per_type, per_type.sum(axis=1), recency])
-        return pd.DataFrame(table, columns=[*self.feature_names_[:k], TOTAL, RECENCY])
+        return per_type, last
 
     def save(self, path: Path) -> None:
         """Write ``engagement.json`` into the existing directory ``path``.
