@@ -25,6 +25,7 @@ from recommender.errors import DataError
 from recommender.evaluation import metrics as M
 from recommender.evaluation.report import leakage_warnings, to_jsonable, validate_contract_json
 from recommender.models.affinity import placebo_gain
+from recommender.models.assignment import AssignmentPrior
 from recommender.pipeline import (
     Progress,
     fit_bundle,
@@ -87,6 +88,10 @@ def rep_ranking_part(
 ) -> dict[str, Any] | None:
     """Rank of the winning rep among the reps seen in training, with baselines.
 
+    The model ranks the reps by P(rep won the lead | lead, won), proportional to
+    P(rep is given the lead | lead) * P(won | lead, rep): the assignment prior
+    (:func:`assignment_prior`, the team's past routing) times the win probability (what
+    routing maximises). ``components`` reports each factor's ranking alone.
     ``p_test`` is the global score of every test lead (:func:`lead_probabilities`).
     """
     if train.outcomes is None or test.outcomes is None or train.reps is None:
@@ -106,11 +111,20 @@ def rep_ranking_part(
         empty = M.ranking_metrics(np.zeros(0))
         out.update(empty)
         out["baselines"] = {"random": empty, "popularity": empty, "recent_popularity": empty}
+        out["components"] = {"win_probability_only": empty, "assignment_prior_only": empty}
         return out
     leads = test.leads.iloc[rows].reset_index(drop=True)
     base = p_test[rows]
-    scores = bundle.rep_probabilities(leads, seen, base_probability=base)
+    win = bundle.rep_probabilities(leads, seen, base_probability=base)
+    given = assignment_prior(bundle, train, pos, split, bundle.lead_matrix(leads))
+    scores = win if given is None else win * given
     out.update(M.ranking_metrics(M.rank_of(truth, scores, seed=seed)))
+    out["components"] = {
+        "win_probability_only": M.ranking_metrics(M.rank_of(truth, win, seed=seed)),
+        "assignment_prior_only": (
+            None if given is None else M.ranking_metrics(M.rank_of(truth, given, seed=seed))
+        ),
+    }
     o = train.outcomes
     wins = o.loc[(o[Columns.OUTCOME] == Outcome.WON) & o[Columns.REP].isin(pos)]
     win_idx = np.array([pos[r] for r in wins[Columns.REP]], dtype=np.int64)
@@ -126,6 +140,37 @@ def rep_ranking_part(
         "recent_popularity": M.ranking_metrics(M.rank_of(truth, np.tile(rpop, (n, 1)), seed=seed)),
     }
     return out
+
+
+def assignment_prior(
+    bundle: ModelBundle,
+    train: Dataset,
+    rep_pos: dict[str, int],
+    split: pd.Timestamp,
+    lead_rows: Any,
+) -> np.ndarray | None:
+    """P(rep is given the lead) for ``lead_rows``, learned from the training assignments.
+
+    Every training outcome row naming a rep of ``rep_pos`` is one assignment (won, lost
+    or open; a (lead, rep) pair counts once), weighted by its lead's age at ``split``
+    (half-life :data:`RECENT_DAYS`). ``None`` where there is no such row.
+    """
+    assert train.outcomes is not None
+    o = train.outcomes
+    pairs = o.loc[o[Columns.REP].isin(rep_pos)].drop_duplicates(subset=[Columns.LEAD, Columns.REP])
+    if pairs.empty:
+        return None
+    lead_pos = pd.Series(np.arange(len(train.leads)), index=train.leads[Columns.LEAD].to_numpy())
+    li = lead_pos.reindex(pairs[Columns.LEAD].to_numpy()).to_numpy()
+    known = ~np.isnan(li)
+    li = li[known].astype(np.int64)
+    created = train.leads[Columns.CREATED].to_numpy(dtype="datetime64[ns]")[li]
+    age = (np.datetime64(split) - created) / np.timedelta64(1, "D")
+    reps = np.array([rep_pos[r] for r in pairs[Columns.REP].to_numpy()[known]], dtype=np.int64)
+    prior = AssignmentPrior(half_life_days=RECENT_DAYS).fit(
+        bundle.lead_matrix(train.leads)[li], reps, age, len(rep_pos)
+    )
+    return prior.predict_proba(lead_rows)
 
 
 def win_probability_part(

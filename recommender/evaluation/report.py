@@ -11,8 +11,9 @@ Optional keys the report renders when present (and skips when absent or ``null``
   :func:`~recommender.evaluation.metrics.calibration_table`), ``grades`` (rows of
   :func:`~recommender.evaluation.metrics.grade_table`), ``psi`` (a number, or a dict with
   ``value``), ``reason``;
-* in ``rep_ranking``: ``n_reps``, ``placebo`` (``{"metric", "real", "real_ci", "placebo",
-  "placebo_ci", "gain", "gain_ci", "significant", "description"}``), ``reason``;
+* in ``rep_ranking``: ``n_reps``, ``components`` (``{name: ranking metrics}``), ``placebo``
+  (``{"metric", "real", "real_ci", "placebo", "placebo_ci", "gain", "gain_ci",
+  "significant", "description"}``), ``reason``;
 * in ``win_probability``: ``log_loss_constant`` and ``brier_constant`` (the scores of the
   constant base rate, for reference), ``reason``;
 * ``routing_policies`` (rows of :func:`~recommender.evaluation.metrics.policy_table`).
@@ -366,10 +367,18 @@ def _rep_section(result: Mapping[str, Any]) -> list[str]:
     )
     cols = [*hr_keys, "mrr"]
     rows = [["model", *(_num(rr.get(k)) for k in cols)]]
+    for name, part in _dict(rr.get("components")).items():
+        if isinstance(part, Mapping):
+            rows.append([f"  {name.replace('_', ' ')}", *(_num(part.get(k)) for k in cols)])
     for name, base in _dict(rr.get("baselines")).items():
         rows.append([str(name), *(_num(_dict(base).get(k)) for k in cols)])
     out += ["", *_table(["", *(k.upper() for k in cols)], rows)]
     out += _na_note(rows, _reason(rr, "mrr"))
+    if rr.get("components"):
+        out.append(
+            "  model = P(rep is given the lead, from past routing) x P(won | lead, rep);"
+            " routing uses the second only"
+        )
     placebo = rr.get("placebo")
     if isinstance(placebo, Mapping):
         out += _placebo_lines(placebo)

@@ -40,6 +40,17 @@ def test_contract_keys_have_real_values(team: Path) -> None:
     assert "AUC" in text and "placebo" in text.lower()
 
 
+def test_rep_ranking_combines_past_routing_with_win_probability(team: Path) -> None:
+    # The simulated history routes a lead within its region: who gets which lead is
+    # learnable, so the winning rep ranks far better than by volume alone.
+    rr = evaluate(team, SPLIT)["rep_ranking"]
+    parts = rr["components"]
+    assert set(parts) == {"win_probability_only", "assignment_prior_only"}
+    assert parts["win_probability_only"]["n"] == rr["n"]
+    assert rr["mrr"] > rr["baselines"]["recent_popularity"]["mrr"]
+    assert rr["mrr"] > parts["win_probability_only"]["mrr"]
+
+
 def test_no_reps_gives_nulls(team: Path, tmp_path: Path) -> None:
     data = tmp_path / "norep"
     data.mkdir()
