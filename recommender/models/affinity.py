@@ -287,22 +287,27 @@ def fit_strength(
 ) -> tuple[float, float]:
     """Maximum-likelihood slope of ``logit = offset + beta * z`` and its standard error.
 
-    Newton's method on one parameter; returns ``(0.0, inf)`` where ``z`` carries no
-    information (all zero).
+    Newton's method on one parameter, on ``z`` scaled to unit root mean square so that
+    the damping of a step (at most 5 per iteration) means the same whatever the scale of
+    ``z`` (a heavily shrunk adjustment needs a slope in the thousands); the slope and its
+    error are returned on the scale of ``z``. Returns ``(0.0, inf)`` where ``z`` carries
+    no information (all zero).
     """
     z = np.asarray(z, dtype=np.float64)
     if not np.any(z != 0.0):
         return 0.0, float("inf")
+    scale = float(np.sqrt(np.mean(z * z)))
+    u = z / scale
     beta, hess = 0.0, 1.0
     for _ in range(max_iter):
-        p = sigmoid(offset + beta * z)
-        grad = float(np.dot(z, y - p))
-        hess = float(np.dot(z * z, p * (1.0 - p))) + 1e-9
+        p = sigmoid(offset + beta * u)
+        grad = float(np.dot(u, y - p))
+        hess = float(np.dot(u * u, p * (1.0 - p))) + 1e-9
         step = float(np.clip(grad / hess, -5.0, 5.0))
         beta += step
         if abs(step) < 1e-8:
             break
-    return beta, 1.0 / np.sqrt(hess)
+    return beta / scale, 1.0 / (np.sqrt(hess) * scale)
 
 
 def empirical_bayes_k(

@@ -15,6 +15,7 @@ from recommender.models.affinity import (
     AffinityModel,
     RepAffinity,
     engine_class,
+    fit_strength,
     make_engine,
     placebo_gain,
     sigmoid,
@@ -389,3 +390,17 @@ def test_pair_combiner_placebo_and_unseen_rep(flat_team: Team, team: Team, tmp_p
     model.save(tmp_path / "aff")
     back = RepAffinity.load(tmp_path / "aff")
     np.testing.assert_array_equal(back.predict_logit_adjustment(team.x[:200]), adj)
+
+
+def test_fit_strength_does_not_depend_on_the_scale_of_the_adjustment() -> None:
+    # A heavily shrunk adjustment (tiny z) needs a slope in the thousands; the damped
+    # Newton steps used to stop at 50 x 5 = 250 and call a real signal insignificant.
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=4000)
+    offset = rng.normal(-1.0, 0.5, size=4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(offset + 0.8 * z)))).astype(float)
+    beta, se = fit_strength(y, offset, z)
+    tiny_beta, tiny_se = fit_strength(y, offset, z * 1e-4)
+    assert beta == pytest.approx(0.8, abs=0.1)
+    assert tiny_beta * 1e-4 == pytest.approx(beta, rel=1e-6)
+    assert tiny_beta / tiny_se == pytest.approx(beta / se, rel=1e-6)
