@@ -2,13 +2,16 @@
 
 For two synthetic catalogues (a Gaussian mixture, which is what learned embeddings look
 like, and isotropic Gaussian noise, the worst case), prints build time (``--build-threads``
-threads), single-query latency p50/p99 (``--threads`` threads) and recall@k against exact
-search, for: bare ``IndexFlatIP``, bare ``IndexIVFFlat`` with the same nlist / training
-sample / nprobe as ours, and ``LookalikeIndex`` (its chosen kind, through
-``query_vector``, which includes id mapping and exact re-scoring).
+threads), single-query latency p50/p99 (``--threads`` threads, one query at a time) and
+recall@k against exact search, for: bare ``IndexFlatIP``, bare ``IndexIVFFlat`` with the
+same nlist / training sample as ours searched with our two tuned nprobes (single-seed /
+multi-seed), and ``LookalikeIndex`` (its chosen kind) through ``query_vector`` (raw
+vectors; includes the whitening, id mapping and exact re-scoring) and through ``query``
+(seed ids, the product path; the seeds are left out of the results and of the truth).
 
-Recall is measured on two query sets: ``rows`` (catalogue rows, one seed) and ``mix4``
-(normalised mean of 4 random rows: a centroid query over mixed seeds, the hard case).
+Latency and recall are measured on two query sets: ``rows`` (catalogue rows, one seed:
+the single-seed width) and ``mix4`` (normalised mean of 4 random rows: a centroid query
+over mixed seeds, the hard case: the multi-seed width).
 Everything is measured in the index's own space (``--space``: ``whitened``, the default,
 or ``cosine``): the bare FAISS indexes and the exact truth are built on the
 ``LookalikeIndex``'s stored rows (``embeddings_``), and ours is queried with raw vectors
@@ -20,14 +23,25 @@ seeds' clusters (the seeds themselves never count).
 
     python bench/bench_lookalike.py --n 1000000 --d 64 --threads 1
 
-Measured on 2026-11-23 (this 2-core machine, shared; --build-threads 1 --threads 1),
-structured case, recall@100 rows / mix4 in the index's own space:
-n=200,000 whitened: nprobe 27, build 5.6 s, p50 0.41 ms, recall 0.999 / 0.928;
-n=200,000 cosine: nprobe 15, build 4.0 s, p50 0.26 ms, p99 0.39 ms, recall 0.992 / 0.922;
-n=1,000,000 whitened: nprobe 42, build 21.0 s (bare IVF 13.4 s), p50 0.67 ms, p99 0.86 ms,
-recall 0.998 / 0.897. Seed methods on the planted mixture (hit rate, 10 seeds of one
-cluster / 12 of three / 8 + 2 noise, offset 1.0): whitened 0.743 / 0.323 / 0.581 for
-centroid = contrast, cosine 0.966 / 0.583 / 0.797 for contrast.
+Measured on 2026-11-23 before the multi-seed width (this 2-core machine, shared;
+--build-threads 1 --threads 1; one nprobe for every query, tuned on rows and centroids
+together): n=1,000,000 whitened: nprobe 42, build 21.0 s (bare IVF 13.4 s), p50 0.67 ms,
+p99 0.86 ms, recall@100 rows / mix4 0.998 / 0.897. Seed methods on the planted mixture
+(hit rate, 10 seeds of one cluster / 12 of three / 8 + 2 noise, offset 1.0): whitened
+0.743 / 0.323 / 0.581 for centroid = contrast, cosine 0.966 / 0.583 / 0.797 for contrast.
+
+Measured on 2026-11-24 with separate single-seed / multi-seed widths (same machine, heavily
+shared: load average 3.5-4.2 on 2 cores, so builds took ~3x their quiet time and p99s
+carry outliers; default --build-threads 2 --threads 1), n=1,000,000 whitened structured,
+nprobe 18 / 67, two runs:
+build 53.5 s / 46.0 s (bare IVF same run 45.4 s / 35.1 s);
+query_vector rows p50 0.48 / 0.53 ms, p99 0.62 / 4.57 ms (bare IVF p99 0.32 / 4.30);
+mix4 p50 0.93 / 1.06 ms, p99 1.18 / 5.61 ms (bare IVF nprobe 67: 0.57 / 0.64, 0.74 / 4.97);
+query by ids (seeds left out): rows p50 0.51 / 0.58 ms, mix4 p50 1.07 / 1.05 ms;
+recall@100 rows / mix4: query_vector 0.945 / 0.950, by ids 0.944 / 0.949 (bare IVF
+0.942 / 0.955; before: 0.998 / 0.897).
+Seed methods (run 2; the 200k mixture fell back to exact search): whitened
+0.730 / 0.307 / 0.632 for centroid = contrast, max 0.168 / 0.231 / 0.119.
 """
 
 from __future__ import annotations
@@ -35,8 +49,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -74,7 +89,7 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
 
 
-def latency(search: Callable[[np.ndarray], object], queries: np.ndarray) -> tuple[float, float]:
+def latency(search: Callable[[Any], object], queries: Sequence[Any]) -> tuple[float, float]:
     """p50 and p99 in ms of ``search`` called one query at a time (after 5 warm-up calls)."""
     for q in queries[:5]:
         search(q)
@@ -89,6 +104,15 @@ def latency(search: Callable[[np.ndarray], object], queries: np.ndarray) -> tupl
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean share of each truth row (row ids) found in the matching ``found`` row."""
     return float(np.mean([len(np.intersect1d(f, t)) / len(t) for f, t in zip(found, truth)]))
+
+
+def truth_without(
+    xn: np.ndarray, queries: np.ndarray, seeds: Sequence[np.ndarray], k: int
+) -> np.ndarray:
+    """Exact top-``k`` rows per query with that query's ``seeds`` left out (row ids)."""
+    extra = max(len(s) for s in seeds)
+    found = faiss.knn(queries, xn, k + extra, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    return np.stack([f[~np.isin(f, s)][:k] for f, s in zip(found, seeds)])
 
 
 def bench_case(name: str, x: np.ndarray, args: argparse.Namespace) -> None:
@@ -134,35 +158,57 @@ def bench_case(name: str, x: np.ndarray, args: argparse.Namespace) -> None:
     faiss.omp_set_num_threads(args.threads)
     ours.n_threads = args.threads
     row_of = {s: i for i, s in enumerate(ids.tolist())}
-    rows: list[tuple[str, float, float, float, float, float]] = []
-    for label, build, search, raw in (
-        ("faiss IndexFlatIP", flat_build, lambda q: flat.search(q[None, :], k)[1][0], False),
+    multi = ours.nprobe_multi_ or nprobe
+    bare_q = {"rows": rows_q, "mix4": mix_q}
+
+    def ivf_search(width: int) -> Callable[[np.ndarray], np.ndarray]:
+        params = faiss.SearchParametersIVF()
+        params.nprobe = width
+        return lambda q: ivf.search(q[None, :], k, params=params)[1][0]
+
+    def ours_search(n_seeds: int) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda q: np.array([row_of[i] for i, _ in ours.query_vector(q, k, n_seeds=n_seeds)])
+
+    def flat_search(q: np.ndarray) -> np.ndarray:
+        return np.asarray(flat.search(q[None, :], k)[1][0])
+
+    widths = f"nprobe={ours.nprobe_}/{ours.nprobe_multi_}" if ours.nprobe_ else ""
+    table: list[tuple[str, float, dict[str, tuple[float, float, float]]]] = []
+    for label, build, searches, queries in (
+        ("faiss IndexFlatIP", flat_build, (flat_search, flat_search), bare_q),
         (
-            f"faiss IndexIVFFlat nlist={nlist} nprobe={nprobe}",
+            f"faiss IndexIVFFlat nlist={nlist} nprobe={nprobe}/{multi}",
             ivf_build,
-            lambda q: ivf.search(q[None, :], k)[1][0],
-            False,
+            (ivf_search(nprobe), ivf_search(multi)),
+            bare_q,
         ),
         (
-            f"LookalikeIndex ({ours.kind_}{f' nprobe={ours.nprobe_}' if ours.nprobe_ else ''})",
+            f"LookalikeIndex.query_vector ({ours.kind_} {widths})",
             ours_build,
-            lambda q: np.array([row_of[i] for i, _ in ours.query_vector(q, k)]),
-            True,
+            (ours_search(1), ours_search(4)),
+            raw_of,
         ),
     ):
-        queries = raw_of if raw else {"rows": rows_q, "mix4": mix_q}
-        found = {qs: np.stack([search(q) for q in q_]) for qs, q_ in queries.items()}
-        p50, p99 = latency(search, queries["rows"])
-        rows.append(
-            (
-                label,
-                build,
-                p50,
-                p99,
-                recall(found["rows"], truth["rows"]),
-                recall(found["mix4"], truth["mix4"]),
-            )
-        )
+        cells = {}
+        for (qs, q_), search in zip(queries.items(), searches):
+            found = np.stack([search(q) for q in q_])
+            cells[qs] = (*latency(search, q_), recall(found, truth[qs]))
+        table.append((label, build, cells))
+
+    # The product path: seeds by id, left out of the results (and of the exact truth).
+    seeds_of = {"rows": [np.array([r]) for r in picked], "mix4": groups}
+    q_of = {"rows": rows_q, "mix4": mix_q}
+    cells = {}
+    for qs, seed_rows in seeds_of.items():
+        id_lists = [ids[s_].tolist() for s_ in seed_rows]
+        want = truth_without(xn, q_of[qs], seed_rows, k)
+
+        def by_ids(seeds: list[str]) -> np.ndarray:
+            return np.array([row_of[i] for i, _ in ours.query(seeds, k, method="centroid")])
+
+        found = np.stack([by_ids(s_) for s_ in id_lists])
+        cells[qs] = (*latency(by_ids, id_lists), recall(found, want))
+    table.append(("LookalikeIndex.query (ids, seeds left out)", ours_build, cells))
 
     print(
         f"\n## {name}: n={n:,} d={d} k={k}, space {args.space}, "
@@ -171,13 +217,18 @@ def bench_case(name: str, x: np.ndarray, args: argparse.Namespace) -> None:
     )
     print(
         f"LookalikeIndex: kind={ours.kind_} tuned recall_={ours.recall_:.3f} "
-        f"fallback={ours.fallback_}"
+        f"nprobe single/multi={ours.nprobe_}/{ours.nprobe_multi_} fallback={ours.fallback_}"
     )
+    print("latency in ms, one query at a time; rows = 1 seed, mix4 = centroid of 4 rows")
     print(
-        f"{'index':<48} {'build s':>8} {'p50 ms':>8} {'p99 ms':>8} {'R@k rows':>9} {'R@k mix4':>9}"
+        f"{'index':<50} {'build s':>7} {'rows p50':>8} {'p99':>6} {'mix4 p50':>8} {'p99':>6} "
+        f"{'R@k rows':>8} {'R@k mix4':>8}"
     )
-    for label, build, p50, p99, r_rows, r_mix in rows:
-        print(f"{label:<48} {build:8.2f} {p50:8.3f} {p99:8.3f} {r_rows:9.3f} {r_mix:9.3f}")
+    for label, build, c in table:
+        print(
+            f"{label:<50} {build:7.2f} {c['rows'][0]:8.3f} {c['rows'][1]:6.3f} "
+            f"{c['mix4'][0]:8.3f} {c['mix4'][1]:6.3f} {c['rows'][2]:8.3f} {c['mix4'][2]:8.3f}"
+        )
 
 
 def bench_methods(args: argparse.Namespace) -> None:

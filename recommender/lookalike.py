@@ -21,9 +21,19 @@ most similar prospects. Every catalogue row is one embedding, stored in one of t
 Below ``exact_threshold`` rows the index is exact
 (``faiss.IndexFlatIP``); above it, an approximate index (IVF-Flat by default, HNSW on
 request) is built and tuned on the embeddings' own measured recall@100 against exact
-search over a sample of catalogue rows used as queries. When no setting reaches
-``target_recall`` cheaply enough (unstructured embeddings), the index falls back to exact
-search and says why in ``fallback_``.
+search, separately for two kinds of query, each getting the smallest search width
+(nprobe / efSearch) that reaches ``target_recall`` on its own:
+
+* single-seed queries (one seed, and each seed of ``max``), tuned on sampled catalogue
+  rows: ``nprobe_`` / ``ef_search_``;
+* multi-seed queries (``centroid`` and ``contrast`` of 2 or more seeds), tuned on
+  normalised means of 2 to 8 random catalogue rows: ``nprobe_multi_`` /
+  ``ef_search_multi_``. Such a mean lies in sparser space between clusters, so it needs a
+  wider search (at 1M rows x 64 on planted clusters, the single-seed width gives only
+  recall@100 0.90 on centroids of 4 rows; bench/bench_lookalike.py).
+
+When either kind misses ``target_recall`` at the widest allowed setting (unstructured
+embeddings), the index falls back to exact search and says why in ``fallback_``.
 
 Both approximate kinds store full float vectors, so candidate scores are exact inner
 products; every result is still re-scored against the stored embeddings (exact
@@ -177,7 +187,8 @@ class LookalikeIndex:
         approximate: ``ivf`` (IVF-Flat, nlist ~ 4 sqrt(n), nprobe tuned) or ``hnsw``
             (HNSW-Flat, M=32, efSearch tuned).
         contrast_weight: weight of the catalogue mean subtracted by ``contrast``.
-        n_tune_queries: catalogue rows used as queries when tuning and measuring recall.
+        n_tune_queries: queries used when tuning and measuring recall: half catalogue
+            rows (single-seed width), half centroids of 2 to 8 rows (multi-seed width).
         max_scan_fraction: IVF falls back to exact search when the tuned nprobe would scan
             more than this share of the lists (it would be barely faster than exact).
         nlist: IVF list count; ``None`` for ``round(4 * sqrt(n))``; never more than
@@ -191,11 +202,17 @@ class LookalikeIndex:
         centre_: raw catalogue mean (``whitened``; ``None`` for ``cosine``).
         whitening_: ``Sigma^-1/2``, (d, d) (``whitened``; ``None`` for ``cosine``).
         kind_: ``flat``, ``ivf`` or ``hnsw``.
-        recall_: recall@100 against exact search measured at fit (1.0 for ``flat``).
+        recall_: recall@100 against exact search measured at fit, the lower of the
+            single-seed and multi-seed recalls at their tuned widths (1.0 for ``flat``).
         fallback_: why an approximate index was given up for exact search, else ``None``.
-        tuning_: the recall measured at each tried setting (``{"nprobe": {...}}`` etc.).
-        nprobe_: tuned IVF nprobe (``None`` unless ``ivf``).
-        ef_search_: tuned HNSW efSearch (``None`` unless ``hnsw``).
+        tuning_: the recall measured at each tried setting, single-seed queries under
+            ``"nprobe"`` / ``"ef_search"``, centroid queries under ``"nprobe_multi"`` /
+            ``"ef_search_multi"`` (each ``{setting: recall}``).
+        nprobe_: tuned IVF nprobe of single-seed queries (``None`` unless ``ivf``).
+        nprobe_multi_: tuned IVF nprobe of multi-seed ``centroid`` / ``contrast`` queries
+            (``None`` unless ``ivf``; equal to ``nprobe_`` for folders saved before it).
+        ef_search_: tuned HNSW efSearch of single-seed queries (``None`` unless ``hnsw``).
+        ef_search_multi_: tuned HNSW efSearch of multi-seed queries (as ``nprobe_multi_``).
     """
 
     def __init__(
@@ -285,7 +302,9 @@ class LookalikeIndex:
         self.fallback_: str | None = None
         self.tuning_: dict[str, dict[str, float]] = {}
         self.nprobe_: int | None = None
+        self.nprobe_multi_: int | None = None
         self.ef_search_: int | None = None
+        self.ef_search_multi_: int | None = None
         self._row_of: dict[str, int] | None = None
         with _faiss_threads(self.n_threads):
             if len(id_array) < self.exact_threshold:
@@ -324,13 +343,13 @@ class LookalikeIndex:
         index.add(self.embeddings_)
         return index
 
-    def _tune_queries(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """Tuning queries shaped like real ones, and their exact top-100 rows.
+    def _tune_queries(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Tuning queries of both kinds, each with its exact top-100 rows.
 
-        The first half are sampled catalogue rows (single seeds, and every ``max``
-        query); the second half are normalised means of 2 to 8 random rows (``centroid``
-        and ``contrast`` queries of mixed seeds, which land between clusters and are the
-        harder case for IVF). Returns the queries, the truth and the size of the first half.
+        Returns ``(rows, truth)`` for sampled catalogue rows (single seeds, and every
+        ``max`` query) and ``(centroids, truth)`` for normalised means of 2 to 8 random
+        rows (``centroid`` and ``contrast`` queries of mixed seeds, which land between
+        clusters and need a wider search); ``n_tune_queries // 2`` queries each.
         """
         n = len(self.ids_)
         rng = np.random.default_rng(self.seed)
@@ -344,33 +363,50 @@ class LookalikeIndex:
         _, truth = faiss.knn(
             queries, self.embeddings_, min(_TUNE_K, n), metric=faiss.METRIC_INNER_PRODUCT
         )
-        return queries, truth, half
+        return (queries[:half], truth[:half]), (queries[half:], truth[half:])
 
-    def _tune(self, search: Any, low: int, high: int, name: str) -> int | None:
-        """Smallest setting in [low, high] whose recall@100 on the tuning queries reaches
-        ``target_recall``; fills ``tuning_[name]`` and ``recall_`` (``None`` if none does).
+    def _tune(self, search: Any, low: int, high: int, name: str) -> tuple[int, int] | None:
+        """Smallest settings in [low, high] whose recall@100 reaches ``target_recall``, for
+        single-row queries and for centroid queries; fills ``tuning_`` and ``recall_``.
+
+        The centroid width is searched from the single-row one up (never below it).
+        ``tuning_[name]`` and ``tuning_[name + "_multi"]`` hold the recall measured at each
+        tried setting; ``recall_`` is the lower of the two recalls at the chosen settings
+        (that of the first kind that misses the target at ``high`` when one does).
 
         Args:
             search: ``search(queries, k, setting) -> labels`` of the index being tuned.
+
+        Returns:
+            ``(single, multi)`` settings, or ``None`` when a kind misses at ``high``.
         """
-        queries, truth, half = self._tune_queries()
+        (rows, rows_truth), (centroids, centroids_truth) = self._tune_queries()
         rows_curve: dict[int, float] = {}
-        mixed_curve: dict[int, float] = {}
+        multi_curve: dict[int, float] = {}
 
-        def recall_at(setting: int) -> float:
-            if setting not in mixed_curve:
-                found = search(queries, truth.shape[1], setting)
-                rows_curve[setting] = _recall(found[:half], truth[:half])
-                mixed_curve[setting] = _recall(found, truth)
-            return mixed_curve[setting]
+        def smallest(
+            queries: np.ndarray, truth: np.ndarray, curve: dict[int, float], start: int
+        ) -> int | None:
+            def recall_at(setting: int) -> float:
+                if setting not in curve:
+                    curve[setting] = _recall(search(queries, truth.shape[1], setting), truth)
+                return curve[setting]
 
-        chosen = _smallest_reaching(recall_at, low, high, self.target_recall)
+            return _smallest_reaching(recall_at, start, high, self.target_recall)
+
+        single = smallest(rows, rows_truth, rows_curve, low)
+        multi = (
+            None if single is None else smallest(centroids, centroids_truth, multi_curve, single)
+        )
         self.tuning_ = {
-            name: {str(k): v for k, v in sorted(mixed_curve.items())},
-            f"{name}_rows_only": {str(k): v for k, v in sorted(rows_curve.items())},
+            key: {str(k): v for k, v in sorted(curve.items())}
+            for key, curve in ((name, rows_curve), (f"{name}_multi", multi_curve))
         }
-        self.recall_ = mixed_curve[chosen if chosen is not None else high]
-        return chosen
+        if single is None or multi is None:
+            self.recall_ = (multi_curve or rows_curve)[high]
+            return None
+        self.recall_ = min(rows_curve[single], multi_curve[multi])
+        return single, multi
 
     def _fit_ivf(self) -> None:
         """Train IVF-Flat, then take the smallest nprobe reaching ``target_recall``."""
@@ -401,8 +437,9 @@ class LookalikeIndex:
                 "of the lists)"
             )
             return
-        index.nprobe = chosen
-        self.index_, self.kind_, self.nprobe_ = index, "ivf", chosen
+        index.nprobe = chosen[0]
+        self.index_, self.kind_ = index, "ivf"
+        self.nprobe_, self.nprobe_multi_ = chosen
 
     def _fit_hnsw(self) -> None:
         """Build HNSW-Flat (M=32), then take the smallest efSearch reaching ``target_recall``."""
@@ -421,8 +458,9 @@ class LookalikeIndex:
                 f"at efSearch={_MAX_EF}"
             )
             return
-        index.hnsw.efSearch = chosen
-        self.index_, self.kind_, self.ef_search_ = index, "hnsw", chosen
+        index.hnsw.efSearch = chosen[0]
+        self.index_, self.kind_ = index, "hnsw"
+        self.ef_search_, self.ef_search_multi_ = chosen
 
     def _fall_back(self, why: str) -> None:
         """Give up the approximate index for exact search, recording ``why``."""
@@ -508,26 +546,37 @@ class LookalikeIndex:
             query = vectors.mean(axis=0)
             if method == "contrast":
                 contrast = query - self.contrast_weight * self.mean_
+                # one seed is still a catalogue row unless the shift moves it noticeably
+                moved = np.linalg.norm(contrast - query) > 1e-3 * np.linalg.norm(query)
+                multi = len(rows) > 1 or bool(moved)
                 query = contrast if np.linalg.norm(contrast) > 1e-6 else query
-            out_rows, scores = self._search(_normalise(query[None, :]), k, rows, mask)[0]
+            else:
+                multi = len(rows) > 1
+            q = _normalise(query[None, :])
+            out_rows, scores = self._search(q, k, rows, mask, multi=multi)[0]
         return self._results(out_rows, scores)
 
     def query_vector(
-        self, vector: np.ndarray, k: int, exclude: np.ndarray | None = None
+        self, vector: np.ndarray, k: int, exclude: np.ndarray | None = None, *, n_seeds: int = 1
     ) -> Results:
         """The ``k`` catalogue ids that score highest against a raw embedding ``vector``.
 
         The vector is a row like those given to ``fit``; it is mapped by ``transform``
         and normalised, so scores are as in ``query`` (a z-score along the direction from
         the catalogue mean to the vector for ``whitened``, a cosine for ``cosine``).
+        ``n_seeds`` is how many rows the vector stands for: 1 (a row-like vector) searches
+        with the single-seed width, 2 or more (a mean of rows) with the multi-seed width.
 
         Raises:
             NotFittedError: before ``fit``/``load``.
-            ValueError: ``k < 1``, a vector of the wrong size, or a malformed mask.
+            ValueError: ``k < 1``, ``n_seeds < 1``, a vector of the wrong size, or a
+                malformed mask.
         """
         self._check_fitted()
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if n_seeds < 1:
+            raise ValueError(f"n_seeds must be >= 1, got {n_seeds}")
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         if v.shape != (self.embeddings_.shape[1],):
             raise ValueError(
@@ -537,7 +586,7 @@ class LookalikeIndex:
         with _faiss_threads(self.n_threads):
             no_seeds = np.empty(0, dtype=np.int64)
             q = _normalise(self.transform(v[None, :]))
-            out_rows, scores = self._search(q, k, no_seeds, mask)[0]
+            out_rows, scores = self._search(q, k, no_seeds, mask, multi=n_seeds > 1)[0]
         return self._results(out_rows, scores)
 
     def _results(self, rows: np.ndarray, scores: np.ndarray) -> Results:
@@ -559,13 +608,20 @@ class LookalikeIndex:
         return self._results(candidates[order], best[order])
 
     def _search(
-        self, queries: np.ndarray, k: int, seed_rows: np.ndarray, mask: np.ndarray | None
+        self,
+        queries: np.ndarray,
+        k: int,
+        seed_rows: np.ndarray,
+        mask: np.ndarray | None,
+        *,
+        multi: bool = False,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, the top ``min(k, eligible)`` rows and exact scores, best first.
 
         A row is eligible unless it is a seed or ``mask`` is True there. A few seeds and no
         mask are handled by fetching ``k + len(seeds)`` and dropping the seeds; otherwise
-        the eligible rows go to FAISS as an id selector.
+        the eligible rows go to FAISS as an id selector. ``multi``: the queries combine
+        several rows (centroids), searched with the multi-seed width.
         """
         n = len(self.ids_)
         overfetch = mask is None and len(seed_rows) <= _SEEDS_BY_OVERFETCH
@@ -582,7 +638,7 @@ class LookalikeIndex:
         fetch = k_eff + (len(seed_rows) if overfetch else 0)
         if 4 * fetch > n or (self.kind_ != "flat" and n_eligible < 0.02 * n):
             return self._exact(queries, k_eff, seed_rows, eligible)
-        found = self._faiss_search(queries, fetch, eligible)
+        found = self._faiss_search(queries, fetch, eligible, multi)
         out = []
         for q, rows in zip(queries, found, strict=True):
             rows = rows[rows >= 0]
@@ -601,13 +657,14 @@ class LookalikeIndex:
         return rows[order], scores[order]
 
     def _faiss_search(
-        self, queries: np.ndarray, fetch: int, eligible: np.ndarray | None
+        self, queries: np.ndarray, fetch: int, eligible: np.ndarray | None, multi: bool
     ) -> list[np.ndarray]:
         """Top-``fetch`` rows per query from ``index_`` (-1 padded), limited to ``eligible``.
 
-        With a filter, the tuned nprobe / efSearch is divided by the eligible share; an
-        approximate search that finds too few eligible rows is repeated with 4 times
-        the nprobe / efSearch until it finds enough or reaches its widest setting.
+        The tuned nprobe / efSearch is the single-seed one, or the multi-seed one when
+        ``multi``. With a filter, it is divided by the eligible share; an approximate
+        search that finds too few eligible rows is repeated with 4 times the nprobe /
+        efSearch until it finds enough or reaches its widest setting.
         """
         selector = None
         if eligible is not None:
@@ -619,7 +676,9 @@ class LookalikeIndex:
             )
             return list(labels)
         ivf = self.kind_ == "ivf"
-        width = int(self.nprobe_ or 1) if ivf else max(fetch, self.ef_search_ or fetch)
+        tuned = (self.nprobe_multi_ if ivf else self.ef_search_multi_) if multi else None
+        tuned = tuned or (self.nprobe_ if ivf else self.ef_search_)
+        width = int(tuned or 1) if ivf else max(fetch, tuned or fetch)
         limit = self.index_.nlist if ivf else max(_MAX_EF, fetch)
         if eligible is not None:  # the k-th eligible neighbour lies ~1/share further down
             share = max(float(eligible.mean()), 1e-3)
@@ -669,7 +728,7 @@ class LookalikeIndex:
     def save(self, path: Path) -> None:
         """Write the fitted index into the existing folder ``path``.
 
-        Files: ``lookalike.json`` (parameters, kind, recall, tuning, counts),
+        Files: ``lookalike.json`` (parameters, kind, recall, tuning, tuned widths, counts),
         ``lookalike_embeddings.npz`` (``ids``, ``embeddings``, ``mean``, and for
         ``whitened`` also ``centre`` and ``whitening``) and
         ``lookalike.faiss`` (the FAISS index). Each file is written under a temporary name
@@ -691,7 +750,9 @@ class LookalikeIndex:
             "fallback": self.fallback_,
             "tuning": self.tuning_,
             "nprobe": self.nprobe_,
+            "nprobe_multi": self.nprobe_multi_,
             "ef_search": self.ef_search_,
+            "ef_search_multi": self.ef_search_multi_,
             "n_ids": len(self.ids_),
             "dim": int(self.embeddings_.shape[1]),
             "faiss_version": faiss.__version__,
@@ -714,7 +775,8 @@ class LookalikeIndex:
     def load(cls, path: Path) -> LookalikeIndex:
         """Read an index written by ``save``; the FAISS index is read, not rebuilt.
 
-        A folder written before ``space`` existed is a ``cosine`` index.
+        A folder written before ``space`` existed is a ``cosine`` index; one written
+        before the multi-seed widths searches every query with its single width.
 
         Raises:
             ModelFolderError: a missing file, an unsupported format version, or files
@@ -752,6 +814,9 @@ class LookalikeIndex:
             meta["nprobe"],
             meta["ef_search"],
         )
+        # folders saved before the multi-seed widths: one width for every query, as then
+        self.nprobe_multi_ = meta.get("nprobe_multi", self.nprobe_)
+        self.ef_search_multi_ = meta.get("ef_search_multi", self.ef_search_)
         self._row_of = None
         if self.kind_ == "ivf":
             index.nprobe = self.nprobe_

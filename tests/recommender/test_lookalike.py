@@ -154,6 +154,44 @@ def test_query_vector_respects_filter(indexes: dict[str, LookalikeIndex]) -> Non
         assert len(got) == 25 and all(int(i[1:]) >= N // 2 for i, _ in got)
     with pytest.raises(ValueError, match="values"):
         indexes["flat"].query_vector(np.ones(D + 1), 5)
+    with pytest.raises(ValueError, match="n_seeds"):
+        indexes["ivf"].query_vector(X[0], 5, n_seeds=0)
+
+
+def test_multi_seed_queries_reach_the_tuned_recall(indexes: dict[str, LookalikeIndex]) -> None:
+    # Centroids of random rows fall between clusters: with the single-seed nprobe they
+    # reach only ~0.93 here, so multi-seed queries get their own, wider, tuned nprobe.
+    ivf = indexes["ivf"]
+    assert ivf.nprobe_ is not None and ivf.nprobe_multi_ is not None
+    assert ivf.nprobe_multi_ > ivf.nprobe_
+    assert {"nprobe", "nprobe_multi"} <= set(ivf.tuning_)
+    assert ivf.tuning_["nprobe_multi"][str(ivf.nprobe_multi_)] >= ivf.target_recall
+    rng = np.random.default_rng(11)  # fresh groups, not the tuning ones
+    for kind in ("ivf", "hnsw"):
+        overlaps = []
+        for _ in range(60):
+            seeds = [IDS[i] for i in rng.choice(N, size=4, replace=False)]
+            exact = {i for i, _ in indexes["flat"].query(seeds, 100, method="centroid")}
+            approx = {i for i, _ in indexes[kind].query(seeds, 100, method="centroid")}
+            overlaps.append(len(exact & approx) / 100)
+        assert np.mean(overlaps) >= ivf.target_recall, kind
+
+
+def test_folder_without_multi_width_searches_with_one_width(
+    indexes: dict[str, LookalikeIndex], tmp_path: Path
+) -> None:
+    index = indexes["ivf"]
+    index.save(tmp_path)
+    meta = json.loads((tmp_path / "lookalike.json").read_text(encoding="utf-8"))
+    assert meta["nprobe_multi"] == index.nprobe_multi_
+    del meta["nprobe_multi"], meta["ef_search_multi"]  # as saved before the multi widths
+    (tmp_path / "lookalike.json").write_text(json.dumps(meta), encoding="utf-8")
+    old = LookalikeIndex.load(tmp_path)
+    assert old.nprobe_ == index.nprobe_ and old.nprobe_multi_ == index.nprobe_
+    seeds = ["a00007", "a00100", "a02000"]
+    assert old.query(seeds[:1], 40) == index.query(seeds[:1], 40)
+    got = old.query(seeds, 100, method="centroid")
+    assert len(got) == 100 and not {i for i, _ in got} & set(seeds)
 
 
 def test_unknown_seed_names_it(indexes: dict[str, LookalikeIndex]) -> None:
@@ -214,6 +252,10 @@ def test_save_load_round_trip(
     monkeypatch.undo()
     assert loaded.kind_ == index.kind_ and loaded.recall_ == index.recall_
     assert loaded.nprobe_ == index.nprobe_ and loaded.get_params() == index.get_params()
+    assert (loaded.nprobe_multi_, loaded.ef_search_multi_) == (
+        index.nprobe_multi_,
+        index.ef_search_multi_,
+    )
     assert np.array_equal(loaded.ids_, index.ids_)
     exclude = np.arange(N) % 3 == 0
     for method in METHODS:
