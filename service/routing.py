@@ -1,12 +1,14 @@
 """Route leads to reps and store the decisions, never overfilling a rep's day.
 
 Plan then claim: the model plans with the day counts it reads (no lock held while the
-model runs); one write transaction then claims a unit of capacity for each chosen rep
-with a conditional ``UPDATE ... WHERE count < capacity``. If a concurrent request filled
-that rep meanwhile, the lead falls back to its next alternative; if all are full, the
-transaction rolls back and the request plans again with the new counts (a few times,
-then the lead stays unassigned with a reason). Leads, assignments and counters commit
-together or not at all.
+model runs); one write transaction, serialised with every other route write, then
+claims capacity for the whole batch: it reads (and on PostgreSQL locks) the candidate
+reps' capacity, ``active`` flag and day counts in one statement, gives each lead in
+order its planned rep or, if a concurrent request filled that rep meanwhile, its next
+alternative, and adds the claimed leads to the day counters in one upsert. If all of a
+lead's candidates are full, the transaction rolls back and the request plans again with
+the new counts (a few times, then the lead stays unassigned with a reason). Leads,
+assignments and counters commit together or not at all.
 """
 
 from __future__ import annotations
@@ -89,42 +91,88 @@ def request_seed(base: int, lead_ids: list[str]) -> int:
     return (base ^ zlib.crc32("\x1f".join(lead_ids).encode())) & 0x7FFFFFFF
 
 
-def _claim(conn: Connection, plan: dict[str, Any], version: str) -> dict[str, Any]:
-    """Claim capacity for the planned rep, else the next alternative; the assignment row.
-
-    Raises:
-        _Contended: every candidate is full (concurrent requests took them).
-    """
-    day = str(plan["day"])
-    alternatives: list[dict[str, Any]] = [
-        {"rep_id": str(a["rep_id"]), "probability": _float(a.get("probability"))}
-        for a in (plan.get("alternatives") or [])
-    ]
-    row = {
+def _assignment(plan: dict[str, Any], version: str) -> dict[str, Any]:
+    """The assignment row of a planned lead before capacity is claimed (no rep yet)."""
+    return {
         "lead_id": str(plan["lead_id"]),
         "rep_id": None,
-        "day": day,
+        "day": str(plan["day"]),
         "probability": None,
         "policy": str(plan.get("policy") or "none"),
         "propensity": _float(plan.get("propensity")),
         "reason": plan.get("reason"),
-        "alternatives": alternatives,
+        "alternatives": [
+            {"rep_id": str(a["rep_id"]), "probability": _float(a.get("probability"))}
+            for a in (plan.get("alternatives") or [])
+        ],
         "model_version": version,
     }
+
+
+def _candidates(plan: dict[str, Any], row: dict[str, Any]) -> list[tuple[str, float | None]]:
+    """``(rep_id, probability)`` to try in order: the planned rep, then the alternatives."""
     planned = plan.get("rep_id")
     if planned is None or pd.isna(planned):
-        row["policy"] = "none"
-        row["reason"] = row["reason"] or "no active rep with capacity"
-        return row
-    candidates = [(str(planned), _float(plan.get("probability")))]
-    candidates += [(str(a["rep_id"]), _float(a["probability"])) for a in alternatives]
-    for k, (rep_id, probability) in enumerate(candidates):
-        if repo.claim_capacity(conn, rep_id, day):
+        return []
+    first = [(str(planned), _float(plan.get("probability")))]
+    return first + [(a["rep_id"], a["probability"]) for a in row["alternatives"]]
+
+
+def _claim_batch(
+    conn: Connection, plans: Sequence[dict[str, Any]], version: str, *, last: bool
+) -> list[dict[str, Any]]:
+    """Claim capacity for ``plans`` (in order) in a constant number of statements.
+
+    Each lead takes its planned rep, else the first alternative with room (active,
+    stored, and under its capacity for the lead's day, counting the leads claimed
+    before it in this batch); a lead with no planned rep stays unassigned. Run it in a
+    write transaction after :func:`_serialise_route_writes`.
+
+    Returns:
+        the assignment rows, in the order of ``plans``.
+
+    Raises:
+        _Contended: (unless ``last``) every candidate of a lead is full (concurrent
+            requests took them); nothing is written then.
+    """
+    rows = [_assignment(p, version) for p in plans]
+    tries = [_candidates(p, row) for p, row in zip(plans, rows, strict=True)]
+    wanted = {rep for candidates in tries for rep, _ in candidates}
+    states, used = repo.lock_capacity(conn, wanted, {row["day"] for row in rows})
+    taken: dict[tuple[str, str], int] = {}
+    for k, (plan, candidates) in enumerate(zip(plans, tries, strict=True)):
+        row = rows[k]
+        if not candidates:
+            row["policy"] = "none"
+            row["reason"] = row["reason"] or "no active rep with capacity"
+            continue
+        for n, (rep_id, probability) in enumerate(candidates):
+            capacity, active = states.get(rep_id, (0, False))
+            key = (rep_id, row["day"])
+            if not active or (capacity is not None and used.get(key, 0) >= capacity):
+                continue
+            used[key] = used.get(key, 0) + 1
+            taken[key] = taken.get(key, 0) + 1
             row["rep_id"], row["probability"] = rep_id, probability
-            if k > 0:
-                row["reason"] = f"{planned} reached its capacity first; next best rep"
-            return row
-    raise _Contended
+            if n > 0:
+                row["reason"] = f"{candidates[0][0]} reached its capacity first; next best rep"
+            break
+        else:
+            if not last:
+                raise _Contended
+            rows[k] = _unassigned(plan, version)
+    repo.add_load(conn, taken)
+    return rows
+
+
+def _serialise_route_writes(conn: Connection) -> None:
+    """Wait for (then hold until commit) the right to write routes: one writer at a time.
+
+    SQLite has it already (its single writer, ``BEGIN IMMEDIATE``); PostgreSQL takes the
+    route advisory lock for the rest of the transaction.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ROUTE_LOCK})
 
 
 class _Contended(Exception):
@@ -246,21 +294,11 @@ def _store(
             requests; everything is rolled back.
     """
     with write_transaction(runtime.engine) as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_ROUTE_LOCK})
+        _serialise_route_writes(conn)
         new = repo.claim_leads(
             conn, [(i, str(plans[i]["day"]), r) for i, r in zip(ids, records, strict=True)]
         )
-        rows = []
-        for i in ids:
-            if i not in new:
-                continue
-            try:
-                rows.append(_claim(conn, plans[i], model.version))
-            except _Contended:
-                if not last:
-                    raise
-                rows.append(_unassigned(plans[i], model.version))
+        rows = _claim_batch(conn, [plans[i] for i in ids if i in new], model.version, last=last)
         repo.insert_assignments(conn, rows)
         stored = {row["lead_id"]: row for row in rows}
         old = [i for i in ids if i not in stored]  # routed before: their first assignment
@@ -270,17 +308,7 @@ def _store(
 
 def _unassigned(plan: dict[str, Any], version: str) -> dict[str, Any]:
     """The assignment row of a lead that no candidate rep could take."""
-    return {
-        "lead_id": str(plan["lead_id"]),
-        "rep_id": None,
-        "day": str(plan["day"]),
-        "probability": None,
-        "policy": "none",
-        "propensity": _float(plan.get("propensity")),
-        "reason": "every candidate rep reached its capacity for the day",
-        "alternatives": [
-            {"rep_id": str(a["rep_id"]), "probability": _float(a.get("probability"))}
-            for a in (plan.get("alternatives") or [])
-        ],
-        "model_version": version,
-    }
+    row = _assignment(plan, version)
+    row["policy"] = "none"
+    row["reason"] = "every candidate rep reached its capacity for the day"
+    return row

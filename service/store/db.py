@@ -2,7 +2,8 @@
 
 SQLite runs in WAL mode with a busy timeout; a write transaction there starts with
 ``BEGIN IMMEDIATE`` so writers queue up instead of failing half-way. PostgreSQL runs at
-READ COMMITTED, where the conditional ``UPDATE`` that claims capacity is atomic per row.
+READ COMMITTED; route writes there take an advisory lock, and claiming capacity locks the
+candidate rep rows ``FOR SHARE`` (see ``service/routing.py``).
 """
 
 from __future__ import annotations

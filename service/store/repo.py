@@ -10,7 +10,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from recommender.columns import Outcome
@@ -40,23 +50,34 @@ _USED = select(RepDayLoad.rep_id, RepDayLoad.day, RepDayLoad.count).where(
 )
 _USED_LIMITED = _USED.join(Rep, Rep.rep_id == RepDayLoad.rep_id).where(Rep.capacity.is_not(None))
 _STAMP = select(func.max(Rep.updated_at), func.count()).select_from(Rep)
-_CLAIM_ROW = {
-    name: make(RepDayLoad).on_conflict_do_nothing() for name, make in _DIALECT_INSERTS.items()
-}
-_CLAIM = (
-    update(RepDayLoad)
-    .where(
-        RepDayLoad.rep_id == bindparam("rep"),
-        RepDayLoad.day == bindparam("on_day"),
-        exists(
-            select(Rep.rep_id).where(
-                Rep.rep_id == bindparam("rep"),
-                Rep.active.is_(True),
-                or_(Rep.capacity.is_(None), RepDayLoad.count < Rep.capacity),
-            )
+
+# Claiming capacity: every candidate rep's capacity and flag with its counters on the
+# batch's days (a rep without a counter yet comes once, with a NULL day).
+_CAPACITY = (
+    select(Rep.rep_id, Rep.capacity, Rep.active, RepDayLoad.day, RepDayLoad.count)
+    .select_from(Rep)
+    .outerjoin(
+        RepDayLoad,
+        and_(
+            RepDayLoad.rep_id == Rep.rep_id,
+            RepDayLoad.day.in_(bindparam("days", expanding=True)),
         ),
     )
-    .values(count=RepDayLoad.count + 1)
+    .where(Rep.rep_id.in_(bindparam("reps", expanding=True)))
+    .order_by(Rep.rep_id)
+    .with_for_update(read=True, of=Rep)  # PostgreSQL: FOR SHARE OF reps; SQLite: nothing
+)
+_ADD_LOAD_SQLITE = sqlite.insert(RepDayLoad).on_conflict_do_update(
+    index_elements=[RepDayLoad.rep_id, RepDayLoad.day],
+    set_={"count": RepDayLoad.count + sqlite.insert(RepDayLoad).excluded["count"]},
+)
+# psycopg2 runs an executemany row by row (a round trip each): PostgreSQL gets the rows
+# as three arrays in one statement instead.
+_ADD_LOAD_POSTGRES = text(
+    "INSERT INTO rep_day_load (rep_id, day, count) "
+    "SELECT * FROM unnest(CAST(:reps AS VARCHAR[]), CAST(:days AS VARCHAR[]), "
+    "CAST(:counts AS INTEGER[])) "
+    "ON CONFLICT (rep_id, day) DO UPDATE SET count = rep_day_load.count + excluded.count"
 )
 _NEW_LEADS = {
     name: make(Lead).on_conflict_do_nothing().returning(Lead.lead_id)
@@ -99,16 +120,55 @@ def used_counts(
     return {(str(r), str(d)): int(n) for r, d, n in rows}
 
 
-def claim_capacity(conn: Connection, rep_id: str, day: str) -> bool:
-    """Take one unit of ``rep_id``'s capacity on ``day``; ``False`` if full or inactive.
+def lock_capacity(
+    conn: Connection, rep_ids: Iterable[str], days: Iterable[str]
+) -> tuple[dict[str, tuple[int | None, bool]], dict[tuple[str, str], int]]:
+    """Read (and lock) what claiming capacity needs, for many reps and days at once.
 
-    One conditional ``UPDATE ... WHERE count < (the rep's stored capacity)``, reading
-    capacity and ``active`` in the same statement: atomic under concurrency on both
-    databases (the row lock makes a second writer re-check the condition).
+    One statement: the reps' ``(capacity, active)`` and their leads so far on ``days``.
+    On PostgreSQL the rep rows are locked ``FOR SHARE`` until the transaction ends, so a
+    concurrent rep update (capacity, ``active``) waits for it, and one that committed
+    while this statement waited is the version read (READ COMMITTED re-reads a row it
+    waited for). Only routing writes the day counts, and routing writes are serialised
+    (SQLite's single writer, ``BEGIN IMMEDIATE``; the route advisory lock on PostgreSQL),
+    so the counts read stay true until the caller's :func:`add_load` in the same
+    transaction. Call it in a write transaction, after that serialisation.
+
+    Returns:
+        ``(states, used)``: ``rep_id -> (capacity or None, active)`` for the stored reps
+        of ``rep_ids`` (unknown ids are left out), and ``(rep_id, day) -> count`` for
+        the counters that exist (a missing one is 0).
     """
-    conn.execute(_CLAIM_ROW[conn.dialect.name], {"rep_id": rep_id, "day": day, "count": 0})
-    result = conn.execute(_CLAIM, {"rep": rep_id, "on_day": day})
-    return bool(result.rowcount == 1)
+    reps, on_days = sorted(set(rep_ids)), sorted(set(days))
+    if not reps:
+        return {}, {}
+    rows = conn.execute(_CAPACITY, {"reps": reps, "days": on_days})
+    states: dict[str, tuple[int | None, bool]] = {}
+    used: dict[tuple[str, str], int] = {}
+    for rep, capacity, active, day, count in rows:
+        states[str(rep)] = (None if capacity is None else int(capacity), bool(active))
+        if day is not None:
+            used[(str(rep), str(day))] = int(count)
+    return states, used
+
+
+def add_load(conn: Connection, taken: Mapping[tuple[str, str], int]) -> None:
+    """Add ``taken[(rep_id, day)]`` leads to those day counters, creating missing ones.
+
+    One ``INSERT ... ON CONFLICT (rep_id, day) DO UPDATE SET count = count + excluded``
+    for all the counters: on PostgreSQL one statement over ``unnest`` of the rows, on
+    SQLite one prepared statement stepped per row (in process, no round trips). It
+    checks no capacity: the caller decided with :func:`lock_capacity` in the same
+    transaction, and the rep ids must be stored reps (foreign key).
+    """
+    rows = [(r, d, n) for (r, d), n in taken.items() if n > 0]
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        reps, days, counts = (list(column) for column in zip(*rows, strict=True))
+        conn.execute(_ADD_LOAD_POSTGRES, {"reps": reps, "days": days, "counts": counts})
+    else:
+        conn.execute(_ADD_LOAD_SQLITE, [{"rep_id": r, "day": d, "count": n} for r, d, n in rows])
 
 
 def reps_stamp(conn: Connection) -> tuple[Any, int]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select, text
 
+from service import routing
 from service.cli_support import create_key, default_db_url
 from service.store import repo
 from service.store.db import make_engine, migrate, read_transaction, write_transaction
@@ -47,9 +50,9 @@ def test_claims_never_exceed_capacity_under_concurrency(engine: Engine) -> None:
     with write_transaction(engine) as conn:
         repo.sync_reps(conn, [("CAP-1", 5, True)])
 
-    def claim(_: int) -> bool:
-        with write_transaction(engine) as conn:
-            return repo.claim_capacity(conn, "CAP-1", "2030-01-01")
+    def claim(k: int) -> bool:
+        rows = _claim_batch(engine, [_plan(f"CAP-L{k}", "2030-01-01", "CAP-1")], last=True)
+        return rows[0]["rep_id"] == "CAP-1"
 
     with ThreadPoolExecutor(8) as pool:
         won = sum(pool.map(claim, range(40)))
@@ -63,7 +66,9 @@ def test_a_failing_write_leaves_nothing_behind(engine: Engine) -> None:
         repo.sync_reps(conn, [("RB-1", 1, True)])
     with pytest.raises(RuntimeError), write_transaction(engine) as conn:
         repo.claim_leads(conn, [("RB-LEAD", "2030-01-02", {"lead_id": "RB-LEAD"})])
-        assert repo.claim_capacity(conn, "RB-1", "2030-01-02")
+        routing._serialise_route_writes(conn)
+        plan = _plan("RB-LEAD", "2030-01-02", "RB-1")
+        assert routing._claim_batch(conn, [plan], "v1", last=True)[0]["rep_id"] == "RB-1"
         raise RuntimeError("crash midway")
     with read_transaction(engine) as conn:
         leads = select(func.count()).select_from(Lead).where(Lead.lead_id == "RB-LEAD")
@@ -74,10 +79,156 @@ def test_a_failing_write_leaves_nothing_behind(engine: Engine) -> None:
 def test_used_counts_can_leave_out_reps_without_a_daily_capacity(engine: Engine) -> None:
     with write_transaction(engine) as conn:
         repo.sync_reps(conn, [("UC-1", 4, True), ("UC-2", None, True)])
-        for rep in ("UC-1", "UC-2"):
-            assert repo.claim_capacity(conn, rep, "2030-03-01")
+        repo.add_load(conn, {("UC-1", "2030-03-01"): 1, ("UC-2", "2030-03-01"): 1})
     with read_transaction(engine) as conn:
         every = repo.used_counts(conn, ["2030-03-01"])
         limited = repo.used_counts(conn, ["2030-03-01"], limited_only=True)
     assert every == {("UC-1", "2030-03-01"): 1, ("UC-2", "2030-03-01"): 1}
     assert limited == {("UC-1", "2030-03-01"): 1}
+
+
+def _plan(lead: str, day: str, rep: str | None, *alternatives: str) -> dict[str, Any]:
+    """A plan row as ``ModelBundle.route`` answers it (probabilities made up)."""
+    return {
+        "lead_id": lead,
+        "day": day,
+        "rep_id": rep,
+        "probability": 0.5,
+        "policy": "greedy",
+        "propensity": 1.0,
+        "reason": None,
+        "alternatives": [{"rep_id": a, "probability": 0.25} for a in alternatives],
+    }
+
+
+def _claim_batch(engine: Engine, plans: list[dict[str, Any]], *, last: bool) -> list[Any]:
+    """Claim ``plans`` in one route write transaction, as ``routing._store`` does."""
+    with write_transaction(engine) as conn:
+        routing._serialise_route_writes(conn)
+        return routing._claim_batch(conn, plans, "v1", last=last)
+
+
+def test_batch_claim_takes_alternatives_in_order_and_counts_its_own_leads(
+    engine: Engine,
+) -> None:
+    day, other = "2030-04-01", "2030-04-02"
+    with write_transaction(engine) as conn:
+        repo.sync_reps(
+            conn,
+            [("BA-1", 3, True), ("BA-2", 1, True), ("BA-3", None, True), ("BA-4", None, False)],
+        )
+        repo.add_load(conn, {("BA-1", day): 1})  # one lead taken before this batch
+    plans = [_plan(f"BA-L{k}", day, "BA-1", "BA-4", "NOT-A-REP", "BA-2", "BA-3") for k in range(5)]
+    plans += [_plan("BA-N", day, None, "BA-2"), _plan("BA-D", other, "BA-2")]
+    rows = _claim_batch(engine, plans, last=False)
+    assert [r["lead_id"] for r in rows] == [p["lead_id"] for p in plans]
+    assert [r["rep_id"] for r in rows] == ["BA-1", "BA-1", "BA-2", "BA-3", "BA-3", None, "BA-2"]
+    assert [r["probability"] for r in rows[:5]] == [0.5, 0.5, 0.25, 0.25, 0.25]
+    fell_back = "BA-1 reached its capacity first; next best rep"
+    assert [r["reason"] for r in rows[:5]] == [None, None, fell_back, fell_back, fell_back]
+    assert rows[5]["policy"] == "none" and rows[5]["reason"] == "no active rep with capacity"
+    assert rows[6]["reason"] is None and rows[6]["day"] == other
+    with read_transaction(engine) as conn:
+        assert repo.used_counts(conn, [day, other]) == {
+            ("BA-1", day): 3,
+            ("BA-2", day): 1,
+            ("BA-3", day): 2,
+            ("BA-2", other): 1,
+        }
+
+
+def test_batch_claim_with_every_candidate_full_plans_again_or_stays_unassigned(
+    engine: Engine,
+) -> None:
+    day = "2030-04-03"
+    with write_transaction(engine) as conn:
+        repo.sync_reps(conn, [("BF-1", 1, True), ("BF-2", 1, True)])
+    plans = [_plan("BF-L1", day, "BF-1", "BF-2"), _plan("BF-L2", day, "BF-1", "BF-2")]
+    plans.append(_plan("BF-L3", day, "BF-2", "BF-1"))
+    with pytest.raises(routing._Contended):
+        _claim_batch(engine, plans, last=False)
+    with read_transaction(engine) as conn:
+        assert repo.used_counts(conn, [day]) == {}  # the whole batch rolled back
+    rows = _claim_batch(engine, plans, last=True)
+    assert [r["rep_id"] for r in rows] == ["BF-1", "BF-2", None]
+    assert rows[2]["policy"] == "none"
+    assert rows[2]["reason"] == "every candidate rep reached its capacity for the day"
+    assert rows[2]["alternatives"] == [{"rep_id": "BF-1", "probability": 0.25}]
+    with read_transaction(engine) as conn:
+        assert repo.used_counts(conn, [day]) == {("BF-1", day): 1, ("BF-2", day): 1}
+
+
+def test_batch_claim_runs_the_same_statements_for_one_lead_or_many(engine: Engine) -> None:
+    day = "2030-04-04"
+    reps = [(f"BS-{k}", None if k % 2 else 50, True) for k in range(10)]
+    with write_transaction(engine) as conn:
+        repo.sync_reps(conn, reps)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    sizes = []
+    for n in (1, 40):
+        plans = [_plan(f"BS-{n}-{k}", day, f"BS-{k % 10}", f"BS-{(k + 1) % 10}") for k in range(n)]
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            statements.clear()
+            _claim_batch(engine, plans, last=False)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        sizes.append(len(statements))
+    assert sizes[0] == sizes[1] <= 4  # BEGIN, the route lock on PostgreSQL, read, upsert
+
+
+def test_concurrent_batch_claims_and_rep_updates_never_overfill(engine: Engine) -> None:
+    day = "2030-04-05"
+    with write_transaction(engine) as conn:
+        repo.sync_reps(conn, [("CB-1", 5, True), ("CB-2", 4, True), ("CB-3", 1, True)])
+
+    def claim(k: int) -> list[str | None]:
+        plans = [_plan(f"CB-L{k}-{j}", day, "CB-1", "CB-2", "CB-3") for j in range(3)]
+        return [r["rep_id"] for r in _claim_batch(engine, plans, last=True)]
+
+    def flip(k: int) -> None:
+        with write_transaction(engine) as conn:
+            assert repo.update_rep(conn, "CB-3", 1, bool(k % 2))
+
+    with ThreadPoolExecutor(8) as pool:
+        flips = pool.map(flip, range(20))
+        given = [rep for reps in pool.map(claim, range(24)) for rep in reps]
+        list(flips)
+    assert given.count("CB-1") == 5 and given.count("CB-2") == 4
+    assert given.count("CB-3") <= 1
+    with read_transaction(engine) as conn:
+        used = repo.used_counts(conn, [day])
+    assert used[("CB-1", day)] == 5 and used[("CB-2", day)] == 4
+    assert used.get(("CB-3", day), 0) == given.count("CB-3")
+
+
+def test_batch_claim_reads_a_rep_update_committed_while_it_waited(engine: Engine) -> None:
+    """A capacity cut that commits while a claim waits is the capacity the claim obeys.
+
+    On PostgreSQL (READ COMMITTED) a plain read would see the old capacity from its
+    snapshot and overfill; the claim's ``FOR SHARE`` waits for the update instead.
+    """
+    day = "2030-04-06"
+    with write_transaction(engine) as conn:
+        repo.sync_reps(conn, [("PW-1", 5, True)])
+
+    def waiting() -> bool:
+        if engine.dialect.name != "postgresql":
+            return False  # SQLite: the claim waits for the single writer
+        with engine.connect() as conn:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            return bool(conn.execute(text(query)).scalar_one() > 0)
+
+    with ThreadPoolExecutor(1) as pool, write_transaction(engine) as conn:
+        assert repo.update_rep(conn, "PW-1", 0, True)
+        pending = pool.submit(_claim_batch, engine, [_plan("PW-L", day, "PW-1")], last=True)
+        deadline = time.monotonic() + (5.0 if engine.dialect.name == "postgresql" else 0.3)
+        while not pending.done() and not waiting() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert [r["rep_id"] for r in pending.result()] == [None]
+    with read_transaction(engine) as conn:
+        assert repo.used_counts(conn, [day]) == {}
