@@ -32,13 +32,14 @@ from recommender import routing, rules
 from recommender.artifacts import MANIFEST, read_json, read_manifest, write_json
 from recommender.columns import Columns, Files
 from recommender.config import TrainConfig
-from recommender.data.dataset import Dataset, FeatureSpec
-from recommender.data.load import load_accounts, load_reps, parse_leads
+from recommender.data.dataset import Dataset, FeatureColumns, FeatureSpec, frame_from_arrays
+from recommender.data.load import load_accounts, load_reps, parse_lead_cells, parse_leads
 from recommender.data.schema import Schema
 from recommender.errors import DataError, ModelFolderError, UnknownIdError
 from recommender.features import FeatureEncoder
 from recommender.lookalike import LookalikeIndex
 from recommender.models.affinity import RepAffinity
+from recommender.models.base import Table
 from recommender.models.engagement import OTHER, PREFIX, RECENCY, TOTAL, EngagementModel
 from recommender.models.selection import LeadScorer
 from recommender.scoring import clip_probability, grade, logit, reasons, score_0_100, to_points
@@ -107,7 +108,7 @@ class ModelBundle:
         """The model's version: its creation time and data fingerprint prefix."""
         return str(self.manifest.get("version", "unknown"))
 
-    def _feature_frame(self, leads: pd.DataFrame) -> pd.DataFrame:
+    def _feature_frame(self, leads: pd.DataFrame) -> FeatureColumns:
         """The model inputs of ``leads`` (their columns joined with their accounts').
 
         The feature-only dataset behind it, with its indexed accounts, is built once per
@@ -117,7 +118,7 @@ class ModelBundle:
         if inputs is None or inputs.accounts is not self.accounts:
             inputs = Dataset(leads=leads.iloc[:0], accounts=self.accounts, features=self.features)
             self._inputs = inputs
-        return inputs.feature_frame(leads)
+        return inputs.feature_columns(leads)
 
     def parse_leads(self, raw: pd.DataFrame) -> pd.DataFrame:
         """Validate and type a leads table of strings against this model's schema.
@@ -158,17 +159,24 @@ class ModelBundle:
                 row[str(key)] = _cell(value, i + 1, str(key))
                 columns[str(key)] = None
             rows.append(row)
-        frame = pd.DataFrame(
-            [[r.get(c, "") for c in columns] for r in rows], columns=list(columns), dtype=object
+        # one object array of cells per column, as a CSV file's table of strings holds them
+        cells: dict[str, np.ndarray] = {}
+        for name in columns:
+            values = np.empty(len(rows), dtype=object)
+            values[:] = [r.get(name, "") for r in rows]
+            cells[name] = values
+        return parse_lead_cells(
+            cells,
+            self.schema.roles,
+            self.schema.missing,
+            file="leads",
+            rows=range(1, len(rows) + 1),
         )
-        frame.attrs["file"] = "leads"
-        frame.attrs["rows"] = list(range(1, len(rows) + 1))
-        return self.parse_leads(frame)
 
-    def _as_of(self, leads: pd.DataFrame, as_of: pd.Timestamp | None) -> np.ndarray:
-        created = leads[Columns.CREATED].to_numpy(dtype="datetime64[ns]")
+    def _as_of(self, created: np.ndarray, as_of: pd.Timestamp | None) -> np.ndarray:
+        """As-of times of leads created at ``created`` (datetime64[ns])."""
         if as_of is not None:
-            return np.full(len(leads), np.datetime64(pd.Timestamp(as_of).to_datetime64()))
+            return np.full(len(created), np.datetime64(pd.Timestamp(as_of).to_datetime64()))
         horizon = np.timedelta64(int(self.config.horizon_days * 86400), "s")
         now = np.datetime64(pd.Timestamp.now("UTC").tz_convert(None).to_datetime64())
         return np.minimum(created + horizon, now)
@@ -187,27 +195,37 @@ class ModelBundle:
             as_of: one timestamp, one per lead, or None for ``created_at`` plus the horizon
                 (never later than now). Only events strictly before it count.
         """
-        frame = self._feature_frame(leads)
-        return self._with_engagement(leads, frame, events, as_of)
+        return self._inputs_of(leads, events, as_of)[1].to_frame()
 
-    def _with_engagement(
+    def _inputs_of(
         self,
         leads: pd.DataFrame,
-        frame: pd.DataFrame,
         events: pd.DataFrame | None,
         as_of: pd.Timestamp | np.ndarray | None,
-    ) -> pd.DataFrame:
+        *,
+        lead_ids: np.ndarray | None = None,
+        created: np.ndarray | None = None,
+    ) -> tuple[FeatureColumns, FeatureColumns]:
+        """The feature columns of ``leads``, and the scorer's inputs (those plus engagement).
+
+        ``lead_ids`` and ``created`` may pass the leads' ids and ``created_at``
+        (datetime64[ns]) when the caller has already read them.
+        """
+        frame = self._feature_frame(leads)
         if isinstance(as_of, np.ndarray):
             when = as_of.astype("datetime64[ns]")
         else:
-            when = self._as_of(leads, as_of)
-        eng = self.engagement.transform(
-            events if events is not None else _NO_EVENTS,
-            leads[Columns.LEAD].astype(str).tolist(),
-            when,
+            if created is None:
+                created = leads[Columns.CREATED].to_numpy(dtype="datetime64[ns]")
+            when = self._as_of(created, as_of)
+        if lead_ids is None:
+            lead_ids = leads[Columns.LEAD].to_numpy(dtype=object)
+        eng = self.engagement.transform_values(
+            events if events is not None else _NO_EVENTS, [str(v) for v in lead_ids], when
         )
-        eng.index = frame.index
-        return pd.concat([frame, eng], axis=1)
+        by_column = eng.T.copy()  # one contiguous row per engagement feature
+        names = self.engagement.feature_names_
+        return frame, frame.with_columns({name: by_column[j] for j, name in enumerate(names)})
 
     def with_accounts(self, path: Path | str) -> ModelBundle:
         """Return a copy of this bundle that joins leads onto a newer ``accounts.csv``.
@@ -267,7 +285,7 @@ class ModelBundle:
         )
 
     # ------------------------------------------------------------------ per rep
-    def lead_matrix(self, leads: pd.DataFrame, frame: pd.DataFrame | None = None) -> sp.csr_matrix:
+    def lead_matrix(self, leads: pd.DataFrame, frame: Table | None = None) -> sp.csr_matrix:
         """Return the sparse indicator rows of ``leads`` (the affinity models' input).
 
         ``frame`` may pass the leads' feature frame when the caller already built it.
@@ -281,7 +299,7 @@ class ModelBundle:
         events: pd.DataFrame | None = None,
         *,
         base_probability: np.ndarray | None = None,
-        frame: pd.DataFrame | None = None,
+        frame: Table | None = None,
     ) -> np.ndarray:
         """Return P(won | lead, rep) as an (n_leads, n_reps) matrix.
 
@@ -291,7 +309,7 @@ class ModelBundle:
         ids = list(self.model_reps if rep_ids is None else rep_ids)
         if base_probability is None:
             base_probability = clip_probability(
-                self.scorer.predict_proba(self.model_inputs(leads, events))
+                self.scorer.predict_proba(self._inputs_of(leads, events, None)[1])
             )
         base = logit(base_probability)
         out = np.repeat(clip_probability(base_probability)[:, None], len(ids), axis=1)
@@ -320,7 +338,7 @@ class ModelBundle:
         return cols, model_cols
 
     def rep_uncertainty(
-        self, leads: pd.DataFrame, rep_ids: Sequence[str], frame: pd.DataFrame | None = None
+        self, leads: pd.DataFrame, rep_ids: Sequence[str], frame: Table | None = None
     ) -> np.ndarray | None:
         """Return the std of each (lead, rep) logit adjustment, or None without a model."""
         if self.affinity is None:
@@ -352,8 +370,8 @@ class ModelBundle:
             raise UnknownIdError("rep", rep_id)
         if k < 1:
             raise ValueError("k must be at least 1")
-        frame = self._feature_frame(leads)
-        scored = self._score_inputs(leads, self._with_engagement(leads, frame, events, None), 3)
+        frame, X = self._inputs_of(leads, events, None)
+        scored = self._score_inputs(leads, X.to_frame(), 3)
         prob = self.rep_probabilities(
             leads,
             [rep_id],
@@ -400,22 +418,22 @@ class ModelBundle:
             ``policy``, ``propensity``, ``reason``, ``day``, ``alternatives``.
         """
         table = self.reps if reps is None else reps
-        rep_ids = [str(r) for r in table[Columns.REP]]
+        rep_ids = [str(r) for r in table[Columns.REP].to_numpy(dtype=object)]
         n = len(leads)
-        frame = self._feature_frame(leads)
-        X = self._with_engagement(leads, frame, events, None)
+        lead_ids = leads[Columns.LEAD].to_numpy(dtype=object)
+        created = leads[Columns.CREATED].to_numpy(dtype="datetime64[ns]")
+        frame, X = self._inputs_of(leads, events, None, lead_ids=lead_ids, created=created)
         scored_p = clip_probability(self.scorer.predict_proba(X))
         prob = self.rep_probabilities(
             leads, rep_ids, events, base_probability=scored_p, frame=frame
         )
-        created = leads[Columns.CREATED].to_numpy(dtype="datetime64[ns]")
         day_keys = routing.days_since_epoch(created)
         days = [routing.default_day_label(int(d)) for d in day_keys]
-        capacity = table[Columns.CAPACITY].astype("Float64").fillna(-1).to_numpy(dtype=float)
-        active = table[Columns.ACTIVE].astype(bool).to_numpy()
+        capacity = _capacities(table[Columns.CAPACITY])
+        active = _actives(table[Columns.ACTIVE])
         eligible = why = None
         if self.rules and rep_ids:
-            both = pd.concat([leads.reset_index(drop=True), frame], axis=1)
+            both = pd.concat([leads.reset_index(drop=True), frame.to_frame()], axis=1)
             both = both.loc[:, ~both.columns.duplicated()]
             eligible, why = rules.explain(
                 self.rules, both, table.reset_index(drop=True), among=active
@@ -452,7 +470,10 @@ class ModelBundle:
             reason = ["no reps in the model or the reps file"] * n
         if n == 0:
             return pd.DataFrame()
-        order = np.argsort(-prob, axis=1, kind="stable") if rep_ids else None
+        if rep_ids and n <= _FEW_LEADS:  # the runners-up need only the top of each row
+            order: np.ndarray | None = _top_order(prob, active, n_alternatives)
+        else:
+            order = np.argsort(-prob, axis=1, kind="stable") if rep_ids else None
         chosen_ids: list[str | None] = []
         probability: list[float] = []
         alternatives = np.empty(n, dtype=object)  # one list per lead: never a 2-D array
@@ -464,20 +485,23 @@ class ModelBundle:
             alternatives[i] = [
                 {Columns.REP: rep_ids[a], "probability": float(prob[i, a])} for a in runners
             ]
-        return pd.DataFrame(
+        reasons = np.empty(n, dtype=object)
+        reasons[:] = [None if v is None or v != v else v for v in reason]
+        chosen_array = np.empty(n, dtype=object)
+        chosen_array[:] = chosen_ids
+        return frame_from_arrays(
             {
-                Columns.LEAD: leads[Columns.LEAD].tolist(),
-                # explicit object columns: pandas 3 would infer "str" and turn None into NaN
-                Columns.REP: pd.Series(chosen_ids, dtype=object),
-                "probability": probability,
-                "policy": [str(v) for v in policy],
-                "propensity": [float(v) for v in propensity],
-                "reason": pd.Series(
-                    [None if v is None or v != v else v for v in reason], dtype=object
-                ),
-                "day": days,
-                "alternatives": pd.Series(alternatives, dtype=object),
-            }
+                Columns.LEAD: _inferred(lead_ids.tolist()),
+                # object columns: pandas 3 would infer "str" and turn None into NaN
+                Columns.REP: chosen_array,
+                "probability": np.array(probability, dtype=np.float64),
+                "policy": _inferred([str(v) for v in policy]),
+                "propensity": np.array([float(v) for v in propensity], dtype=np.float64),
+                "reason": reasons,
+                "day": _inferred(days),
+                "alternatives": alternatives,
+            },
+            pd.RangeIndex(n),
         )
 
     # ------------------------------------------------------------------ lookalikes
@@ -652,6 +676,51 @@ def _empty_reps() -> pd.DataFrame:
             Columns.ACTIVE: pd.Series([], dtype=bool),
         }
     )
+
+
+#: Up to this many leads, the runners-up come from a partial sort of each row's best reps.
+_FEW_LEADS = 64
+
+
+def _top_order(prob: np.ndarray, active: np.ndarray, k: int) -> np.ndarray:
+    """The first columns of ``np.argsort(-prob, axis=1, kind="stable")``: enough of them
+    that :func:`_runners_up` finds the same ``k`` active reps (the chosen rep excepted).
+
+    Only the ``k + 1`` best active reps of a row and the inactive reps tied with or
+    above them are needed; each row is partitioned, then only that head is sorted.
+    """
+    n_reps = prob.shape[1]
+    need = k + 1 + int(n_reps - np.count_nonzero(active))  # a few more than enough
+    if need >= n_reps or np.isnan(prob).any():
+        return np.argsort(-prob, axis=1, kind="stable")
+    out = np.empty((prob.shape[0], need), dtype=np.int64)
+    for i, row in enumerate(-prob):
+        kth = np.partition(row, need - 1)[need - 1]
+        head = np.flatnonzero(row <= kth)  # ties with the need-th value included
+        out[i] = head[np.argsort(row[head], kind="stable")][:need]
+    return out
+
+
+def _capacities(column: pd.Series) -> np.ndarray:
+    """Reps' daily capacities as float64, -1 where missing (unlimited)."""
+    if isinstance(column.dtype, pd.Int64Dtype):  # typed reps: no Float64 copy needed
+        return np.asarray(column.to_numpy(dtype=np.float64, na_value=-1.0), dtype=np.float64)
+    return np.asarray(column.astype("Float64").fillna(-1).to_numpy(dtype=float), dtype=np.float64)
+
+
+def _actives(column: pd.Series) -> np.ndarray:
+    """Reps' ``active`` flags as a bool array."""
+    if column.dtype == bool:
+        return np.array(column.to_numpy(), dtype=bool)
+    return np.asarray(column.astype(bool).to_numpy(), dtype=bool)
+
+
+def _inferred(values: list[Any]) -> Any:
+    """``values`` as the column ``pd.DataFrame({...: values})`` would make of them
+    (``str`` where every value is a string, as pandas 3 infers)."""
+    if values and all(type(v) is str for v in values):
+        return pd.array(values, dtype="str")
+    return pd.Series(values).array
 
 
 def _runners_up(order: np.ndarray, chosen: int, active: np.ndarray, k: int) -> list[int]:

@@ -41,7 +41,7 @@ import scipy.sparse as sp
 from recommender.columns import Role
 from recommender.data.dataset import FeatureSpec
 from recommender.errors import NotFittedError
-from recommender.models.base import category_values, numeric_values
+from recommender.models.base import Table, category_values, numeric_values
 
 MISSING = "(missing)"
 OTHER = "(other)"
@@ -153,6 +153,15 @@ class FeatureEncoder:
         for cross in self.crosses_:
             self.cross_offsets_.append(len(self.labels_))
             self.labels_.extend(self._cross_labels(cross))
+        # per crossed pair, what transform needs: the width of its second column's
+        # labels and its kept pair codes as an array
+        self._cross_lookups: list[tuple[int, np.ndarray]] = [
+            (
+                len(self._column_labels(self.columns_[cross["b"]])),
+                np.asarray(cross["codes"], dtype=np.int64),
+            )
+            for cross in self.crosses_
+        ]
 
     def _cross_labels(self, cross: dict[str, Any]) -> list[str]:
         """Labels ``a = x & b = y`` of a crossed pair's kept codes, then its ``(other)``."""
@@ -185,7 +194,7 @@ class FeatureEncoder:
         if not hasattr(self, "columns_"):
             raise NotFittedError("FeatureEncoder is not fitted: call fit() first")
 
-    def transform(self, frame: pd.DataFrame) -> sp.csr_matrix:
+    def transform(self, frame: Table) -> sp.csr_matrix:
         """Return the (n_rows, n_features_out) 0/1 float32 indicator matrix of ``frame``.
 
         Columns absent from ``frame`` are treated as missing.
@@ -194,10 +203,10 @@ class FeatureEncoder:
         n = len(frame)
         codes = self._local_codes(frame)
         cols = [idx + offset for idx, offset in zip(codes, self.offsets_)]
-        for cross, offset in zip(self.crosses_, self.cross_offsets_):
-            width = len(self._column_labels(self.columns_[cross["b"]]))
+        for cross, offset, (width, kept) in zip(
+            self.crosses_, self.cross_offsets_, self._cross_lookups
+        ):
             pair = codes[cross["a"]] * width + codes[cross["b"]]
-            kept = np.asarray(cross["codes"], dtype=np.int64)
             pos = np.minimum(np.searchsorted(kept, pair), max(len(kept) - 1, 0))
             hit = kept[pos] == pair if len(kept) else np.zeros(n, dtype=bool)
             cols.append(np.where(hit, pos, len(kept)) + offset)
@@ -208,7 +217,7 @@ class FeatureEncoder:
         data = np.ones(indices.size, dtype=np.float32)
         return sp.csr_matrix((data, indices, indptr), shape=(n, len(self.labels_)))
 
-    def _local_codes(self, frame: pd.DataFrame) -> list[np.ndarray]:
+    def _local_codes(self, frame: Table) -> list[np.ndarray]:
         """Per column, each row's level index within that column's labels (int64)."""
         n = len(frame)
         cols = []

@@ -7,6 +7,7 @@ Every check raises :class:`~recommender.errors.DataError` naming the file, the 1
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,20 @@ import pandas as pd
 
 from recommender.columns import Columns, Files, Outcome, Role
 from recommender.data.csvio import read_csv_file, row_of
-from recommender.data.dataset import Dataset, FeatureSpec
+from recommender.data.dataset import Dataset, FeatureSpec, frame_from_arrays
 from recommender.data.parse import (
+    categories_of,
+    cells,
+    ids_of,
     is_numeric_column,
+    numbers_of,
     parse_bools,
     parse_categories,
     parse_ids,
     parse_numbers,
     parse_times,
     require_columns,
+    times_of,
 )
 from recommender.data.schema import Schema, load_schema
 from recommender.errors import DataError
@@ -91,21 +97,75 @@ def parse_leads(
             unparsable date, or a bad number in a column declared numeric.
     """
     require_columns(frame, [Columns.LEAD, Columns.CREATED])
-    parsed = {
-        Columns.LEAD: parse_ids(frame, Columns.LEAD, unique=True),
-        Columns.CREATED: parse_times(frame, Columns.CREATED, required=True),
-    }
-    if Columns.ACCOUNT in frame.columns:
-        parsed[Columns.ACCOUNT] = parse_ids(frame, Columns.ACCOUNT, unique=False, required=False)
     free = [c for c in frame.columns if c not in LEAD_RESERVED]
     if infer:
         schema = Schema(roles=roles, missing=missing)
         full_roles = {c: roles.get(c) or infer_role(frame[c], c, schema) for c in free}
     else:
         full_roles = {c: roles.get(c, Role.CATEGORICAL) for c in free}
-    parsed.update(typed_columns(frame, free, full_roles, missing))
-    # Built once, without the row numbers (only needed while parsing; pandas copies attrs).
-    return pd.DataFrame({c: parsed[c] for c in frame.columns}, index=frame.index)
+    name = frame.attrs.get("file")
+    return parse_lead_cells(
+        {c: cells(frame, c) for c in frame.columns},
+        full_roles,
+        missing,
+        file=str(name) if name is not None else None,
+        rows=frame.attrs.get("rows"),
+        index=frame.index,
+    )
+
+
+def parse_lead_cells(
+    columns: Mapping[str, np.ndarray],
+    roles: Mapping[str, str],
+    missing: tuple[str, ...],
+    *,
+    file: str | None = None,
+    rows: Sequence[int] | None = None,
+    index: pd.Index | None = None,
+) -> pd.DataFrame:
+    """:func:`parse_leads` without inference, on one object array of cells per column.
+
+    The form a few leads arrive in (no table of strings is built first). A column that
+    ``roles`` declares numeric is parsed as numbers; any other stays strings with the
+    missing placeholders as None. Errors name ``file`` and the row from ``rows`` (the
+    cells' row numbers; default: data rows from row 2). Returns a frame with ``index``
+    (default ``0..n-1``) and the columns in the order of ``columns``.
+
+    Raises:
+        DataError: missing ``lead_id``/``created_at`` column, empty or duplicate id,
+            unparsable date, or a bad number in a column declared numeric.
+    """
+    for required in (Columns.LEAD, Columns.CREATED):
+        if required not in columns:
+            raise DataError("required column is missing", file=file, row=1, column=required)
+    parsed = {
+        Columns.LEAD: ids_of(
+            columns[Columns.LEAD], Columns.LEAD, unique=True, file=file, rows=rows
+        ),
+        Columns.CREATED: times_of(
+            columns[Columns.CREATED], Columns.CREATED, required=True, file=file, rows=rows
+        ),
+    }
+    if Columns.ACCOUNT in columns:
+        parsed[Columns.ACCOUNT] = ids_of(
+            columns[Columns.ACCOUNT],
+            Columns.ACCOUNT,
+            unique=False,
+            required=False,
+            file=file,
+            rows=rows,
+        )
+    for name, values in columns.items():
+        if name in LEAD_RESERVED:
+            continue
+        if roles.get(name, Role.CATEGORICAL) == Role.NUMERIC:
+            parsed[name] = numbers_of(values, name, missing=missing, file=file, rows=rows)
+        else:
+            parsed[name] = categories_of(values, missing)
+    n = len(columns[Columns.LEAD])
+    return frame_from_arrays(
+        {c: parsed[c] for c in columns}, pd.RangeIndex(n) if index is None else index
+    )
 
 
 def _features(

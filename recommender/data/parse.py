@@ -2,23 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from recommender.data.csvio import row_of
+from recommender.data.csvio import FIRST_ROW, row_of
 from recommender.errors import DataError
 
 #: Timestamps are held in nanoseconds, which cover the years 1678-2261.
 MIN_YEAR, MAX_YEAR = 1678, 2261
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0"})
+#: Up to this many cells, ids and plain ISO dates are checked in Python (no pandas index
+#: or ``to_datetime`` call, whose fixed cost dominates a request of a few leads).
+SMALL = 64
+#: ISO 8601 dates and naive datetimes (``T`` or a space, optional seconds and fraction)
+#: that numpy's ``datetime64`` parses exactly as ``pandas.to_datetime(format="ISO8601")``.
+_PLAIN_ISO = re.compile(
+    r"(\d{4})-\d{2}-\d{2}(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,9})?)?)?"
+)
+_NAT = np.datetime64("NaT", "ns")
 
 
 def _file(frame: pd.DataFrame) -> str | None:
     name = frame.attrs.get("file")
     return str(name) if name is not None else None
+
+
+def row_at(rows: Sequence[int] | None, position: int) -> int:
+    """Return the row number of the ``position``-th cell (as :func:`row_of` does for a frame).
+
+    ``rows`` are the spreadsheet row numbers of the cells (None: data rows from row 2).
+    """
+    if rows is not None and position < len(rows):
+        return rows[position]
+    return position + FIRST_ROW
+
+
+def _rows(frame: pd.DataFrame) -> list[int] | None:
+    rows: list[int] | None = frame.attrs.get("rows")
+    return rows
 
 
 def cells(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -33,7 +58,10 @@ def cells(frame: pd.DataFrame, column: str) -> np.ndarray:
 def missing_mask(values: pd.Series | np.ndarray, missing: Iterable[str] = ()) -> np.ndarray:
     """Return True where a string cell is missing: empty, or one of the ``missing`` tokens."""
     arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else values
-    mask = np.asarray(pd.isna(arr), dtype=bool)
+    if len(arr) <= SMALL and all(type(v) is str for v in arr):
+        mask = np.zeros(len(arr), dtype=bool)  # a few strings: none is NA, no scan needed
+    else:
+        mask = np.asarray(pd.isna(arr), dtype=bool)
     present = ~mask
     if present.any():  # compare only real values: pd.NA == "" has no truth value
         rest = arr[present]
@@ -66,22 +94,59 @@ def parse_ids(
     Raises:
         DataError: an empty id where ``required``, or a repeated id where ``unique``.
     """
-    values = cells(frame, column)
+    values = ids_of(
+        cells(frame, column),
+        column,
+        unique=unique,
+        required=required,
+        file=_file(frame),
+        rows=_rows(frame),
+    )
+    return pd.Series(values, index=frame.index, dtype=object)
+
+
+def ids_of(
+    values: np.ndarray,
+    column: str,
+    *,
+    unique: bool,
+    required: bool = True,
+    file: str | None = None,
+    rows: Sequence[int] | None = None,
+) -> np.ndarray:
+    """:func:`parse_ids` on the object array of one column's cells; errors name ``file``
+    and the row from ``rows`` (see :func:`row_at`).
+
+    Raises:
+        DataError: an empty id where ``required``, or a repeated id where ``unique``.
+    """
     empty = missing_mask(values)
     if required and empty.any():
         pos = int(np.flatnonzero(empty)[0])
-        raise DataError("is empty", file=_file(frame), row=row_of(frame, pos), column=column)
+        raise DataError("is empty", file=file, row=row_at(rows, pos), column=column)
     if unique:
-        dup = pd.Index(values).duplicated() & ~empty
+        dup = _duplicated(values) & ~empty
         if dup.any():
             pos = int(np.flatnonzero(dup)[0])
             raise DataError(
                 f"duplicate id '{values[pos]}'",
-                file=_file(frame),
-                row=row_of(frame, pos),
+                file=file,
+                row=row_at(rows, pos),
                 column=column,
             )
-    return pd.Series(_blank(values, empty), index=frame.index, dtype=object)
+    return _blank(values, empty)
+
+
+def _duplicated(values: np.ndarray) -> np.ndarray:
+    """True at every repeat of an earlier value (``pandas.Index.duplicated``)."""
+    if len(values) <= SMALL and all(type(v) is str for v in values):
+        seen: set[str] = set()
+        out = np.zeros(len(values), dtype=bool)
+        for i, v in enumerate(values):
+            out[i] = v in seen
+            seen.add(v)
+        return out
+    return np.asarray(pd.Index(values).duplicated(), dtype=bool)
 
 
 def parse_times(
@@ -92,11 +157,38 @@ def parse_times(
     Raises:
         DataError: an empty value where ``required``, or a value that does not parse.
     """
-    values = cells(frame, column)
+    values = times_of(
+        cells(frame, column),
+        column,
+        required=required,
+        missing=missing,
+        file=_file(frame),
+        rows=_rows(frame),
+    )
+    return pd.Series(values, index=frame.index)
+
+
+def times_of(
+    values: np.ndarray,
+    column: str,
+    *,
+    required: bool,
+    missing: Iterable[str] = (),
+    file: str | None = None,
+    rows: Sequence[int] | None = None,
+) -> np.ndarray:
+    """:func:`parse_times` on the object array of one column's cells: ``datetime64[ns]``.
+
+    Raises:
+        DataError: an empty value where ``required``, or a value that does not parse.
+    """
     empty = missing_mask(values, missing)
     if required and empty.any():
         pos = int(np.flatnonzero(empty)[0])
-        raise DataError("is empty", file=_file(frame), row=row_of(frame, pos), column=column)
+        raise DataError("is empty", file=file, row=row_at(rows, pos), column=column)
+    plain = _plain_times(values, empty)
+    if plain is not None:
+        return plain
     parsed = pd.DatetimeIndex(
         pd.to_datetime(_blank(values, empty), format="ISO8601", utc=True, errors="coerce")
     )
@@ -108,13 +200,37 @@ def parse_times(
         raise DataError(
             f"'{values[pos]}' is not an ISO 8601 date or datetime "
             f"between {MIN_YEAR} and {MAX_YEAR}",
-            file=_file(frame),
-            row=row_of(frame, pos),
+            file=file,
+            row=row_at(rows, pos),
             column=column,
         )
     naive = parsed.tz_convert(None).to_numpy().astype("datetime64[ns]")
     naive[empty] = np.datetime64("NaT")
-    return pd.Series(naive, index=frame.index)
+    return naive
+
+
+def _plain_times(values: np.ndarray, empty: np.ndarray) -> np.ndarray | None:
+    """The timestamps of a few plain ISO cells (numpy parsing), or None to use pandas.
+
+    Only cells matching ``_PLAIN_ISO`` with a year inside [MIN_YEAR, MAX_YEAR] are read
+    here (a zone offset, another layout, or an impossible date such as Feb 30 leaves the
+    whole column to :func:`pandas.to_datetime` and its error message).
+    """
+    if len(values) > SMALL:
+        return None
+    out = np.empty(len(values), dtype="datetime64[ns]")
+    for i, v in enumerate(values):
+        if empty[i]:
+            out[i] = _NAT
+            continue
+        match = _PLAIN_ISO.fullmatch(v) if type(v) is str else None
+        if match is None or not MIN_YEAR <= int(match.group(1)) <= MAX_YEAR:
+            return None
+        try:
+            out[i] = np.datetime64(v.replace(" ", "T"), "ns")
+        except ValueError:
+            return None
+    return out
 
 
 def parse_numbers(
@@ -131,7 +247,34 @@ def parse_numbers(
         DataError: a value that is not a number, below ``minimum``, or not whole where
             ``integer``.
     """
-    values = cells(frame, column)
+    arr = numbers_of(
+        cells(frame, column),
+        column,
+        missing=missing,
+        minimum=minimum,
+        integer=integer,
+        file=_file(frame),
+        rows=_rows(frame),
+    )
+    return pd.Series(arr, index=frame.index, dtype="float64")
+
+
+def numbers_of(
+    values: np.ndarray,
+    column: str,
+    *,
+    missing: Iterable[str] = (),
+    minimum: float | None = None,
+    integer: bool = False,
+    file: str | None = None,
+    rows: Sequence[int] | None = None,
+) -> np.ndarray:
+    """:func:`parse_numbers` on the object array of one column's cells: float64.
+
+    Raises:
+        DataError: a value that is not a number, below ``minimum``, or not whole where
+            ``integer``.
+    """
     empty = missing_mask(values, missing)
     arr = np.asarray(pd.to_numeric(_blank(values, empty), errors="coerce"), dtype="float64")
     bad = (np.isnan(arr) & ~empty) | np.isinf(arr)
@@ -146,11 +289,11 @@ def parse_numbers(
         pos = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"'{values[pos]}' {problem}",
-            file=_file(frame),
-            row=row_of(frame, pos),
+            file=file,
+            row=row_at(rows, pos),
             column=column,
         )
-    return pd.Series(arr, index=frame.index, dtype="float64")
+    return arr
 
 
 def parse_bools(frame: pd.DataFrame, column: str, *, default: bool | None) -> pd.Series:
@@ -193,4 +336,9 @@ def is_numeric_column(values: pd.Series, missing: Iterable[str] = ()) -> bool:
 def parse_categories(values: pd.Series, missing: Iterable[str] = ()) -> pd.Series:
     """Return an object Series of strings with missing cells as None."""
     arr = values.to_numpy(dtype=object)
-    return pd.Series(_blank(arr, missing_mask(arr, missing)), index=values.index, dtype=object)
+    return pd.Series(categories_of(arr, missing), index=values.index, dtype=object)
+
+
+def categories_of(values: np.ndarray, missing: Iterable[str] = ()) -> np.ndarray:
+    """:func:`parse_categories` on an object array: a copy with missing cells as None."""
+    return _blank(values, missing_mask(values, missing))

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.columns import Role
-from recommender.data.dataset import FeatureSpec
+from recommender.data.dataset import FeatureColumns, FeatureSpec
 from recommender.errors import DataError, ModelFolderError, NotFittedError
 
 FORMAT_VERSION = 1
@@ -33,6 +33,12 @@ FORMAT_VERSION = 1
 
 PROBA_EPS = 1e-4
 """Probabilities are kept inside ``[PROBA_EPS, 1 - PROBA_EPS]``."""
+
+_SMALL_ROWS = 256
+"""Up to this many rows, cells are checked one by one in Python (cheaper than a scan)."""
+
+Table = pd.DataFrame | FeatureColumns
+"""What a fitted model predicts from: a feature frame, or the same columns as arrays."""
 
 
 @runtime_checkable
@@ -93,13 +99,13 @@ def model_specs(specs: Sequence[FeatureSpec], X: pd.DataFrame) -> list[FeatureSp
     return used
 
 
-def check_frame(X: pd.DataFrame, names: Sequence[str]) -> None:
-    """Check that ``X`` is a DataFrame holding every column in ``names``.
+def check_frame(X: Table, names: Sequence[str]) -> None:
+    """Check that ``X`` is a DataFrame (or FeatureColumns) holding every column in ``names``.
 
     Raises:
         DataError: ``X`` is not a DataFrame or lacks a column the model was fitted with.
     """
-    if not isinstance(X, pd.DataFrame):
+    if not isinstance(X, (pd.DataFrame, FeatureColumns)):
         raise DataError(f"features must be a pandas DataFrame, got {type(X).__name__}")
     for name in names:
         if name not in X.columns:
@@ -126,17 +132,29 @@ def check_labels(y: Any, n_rows: int) -> np.ndarray:
     return num.astype(np.int8)
 
 
-def numeric_values(X: pd.DataFrame, name: str) -> np.ndarray:
+def numeric_values(X: Table, name: str) -> np.ndarray:
     """Return column ``name`` of ``X`` as float64 (anything unparsable becomes NaN)."""
     col = X[name]
+    if isinstance(col, np.ndarray):
+        if col.dtype == np.float64:
+            return col
+        return np.asarray(
+            pd.to_numeric(pd.Series(col, dtype=object), errors="coerce"), dtype=np.float64
+        )
     if col.dtype == np.float64:  # already typed (the usual case): no conversion pass
         return np.asarray(col.to_numpy(), dtype=np.float64)
     return np.asarray(pd.to_numeric(col, errors="coerce"), dtype=np.float64)
 
 
-def category_values(X: pd.DataFrame, name: str) -> np.ndarray:
+def category_values(X: Table, name: str) -> np.ndarray:
     """Return column ``name`` of ``X`` as an object array of ``str``, None where missing."""
-    values = X[name].to_numpy(dtype=object)
+    col = X[name]
+    if isinstance(col, np.ndarray):
+        values = np.asarray(col, dtype=object)
+        if len(values) <= _SMALL_ROWS and all(v is None or type(v) is str for v in values):
+            return values.copy()  # a few cells already in this form: no missing-value scan
+    else:
+        values = col.to_numpy(dtype=object)
     present = ~np.asarray(pd.isna(values), dtype=bool)
     out = np.full(len(values), None, dtype=object)
     out[present] = [v if type(v) is str else str(v) for v in values[present]]

@@ -24,6 +24,7 @@ import pandas as pd
 from recommender.columns import Columns
 from recommender.data.dataset import FeatureSpec
 from recommender.models.base import (
+    Table,
     category_values,
     check_directory,
     check_frame,
@@ -40,6 +41,8 @@ from recommender.models.base import (
 _FILE = "channel.json"
 _KIND = "channel_prior"
 _MISSING = "\x00missing"
+#: Up to this many rows, rates are looked up in a dict rather than through a Series.
+_SMALL_ROWS = 256
 
 
 def estimate_strength(counts: np.ndarray, positives: np.ndarray, low: float, high: float) -> float:
@@ -98,7 +101,7 @@ class ChannelPrior:
         """Return the constructor parameters."""
         return init_params(self)
 
-    def _keys(self, X: pd.DataFrame) -> np.ndarray:
+    def _keys(self, X: Table) -> np.ndarray:
         """Return the source of every row, missing as a reserved key."""
         if self.column not in X.columns:
             return np.full(len(X), _MISSING, dtype=object)
@@ -143,7 +146,7 @@ class ChannelPrior:
         self.base_value_ = float(logit(p0))
         return self
 
-    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+    def decision_function(self, X: Table) -> np.ndarray:
         """Return logit(rate of the row's source), shape ``(n,)``.
 
         Raises:
@@ -152,11 +155,15 @@ class ChannelPrior:
         require_fitted(self, "rates_")
         assert self.rates_ is not None
         keys = self._keys(X)
-        rates = np.array(pd.Series(keys, dtype=object).map(self.rates_), dtype=np.float64)
+        if len(keys) <= _SMALL_ROWS:  # a few rows: dict lookups, no Series built
+            table = self.rates_
+            rates = np.fromiter((table.get(k, np.nan) for k in keys), np.float64, len(keys))
+        else:
+            rates = np.array(pd.Series(keys, dtype=object).map(self.rates_), dtype=np.float64)
         rates[np.isnan(rates)] = self.global_rate_
         return logit(rates)
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: Table) -> np.ndarray:
         """Return the smoothed rate of each row's source, shape ``(n,)``.
 
         Raises:
@@ -164,7 +171,7 @@ class ChannelPrior:
         """
         return sigmoid(self.decision_function(X))
 
-    def explain(self, X: pd.DataFrame) -> np.ndarray:
+    def explain(self, X: Table) -> np.ndarray:
         """Return contributions ``(n, n_features)``: all in the source column, if modelled.
 
         The source column holds ``logit(rate) - logit(global rate)``; where the source

@@ -74,6 +74,10 @@ def _as_of_array(as_of: AsOf, n: int) -> np.ndarray:
     """
     if isinstance(as_of, (pd.Timestamp, np.datetime64, str)):
         out = np.full(n, pd.Timestamp(as_of).to_datetime64(), dtype="datetime64[ns]")
+    elif isinstance(as_of, np.ndarray) and as_of.dtype == np.dtype("datetime64[ns]"):
+        out = as_of  # already what pd.to_datetime would return (read, never written)
+        if out.shape != (n,):
+            raise DataError(f"as_of must be one time or {n} times, got shape {out.shape}")
     else:
         out = pd.to_datetime(np.asarray(as_of)).to_numpy(dtype="datetime64[ns]")
         if out.shape != (n,):
@@ -187,23 +191,42 @@ class EngagementModel:
         require_fitted(self, "event_types_")
         return self._features(events, lead_ids, as_of, self.half_life_days_)
 
+    def transform_values(
+        self, events: pd.DataFrame, lead_ids: Sequence[str], as_of: AsOf
+    ) -> np.ndarray:
+        """:meth:`transform` as an ``(n, len(feature_names_))`` float64 array (no frame).
+
+        Raises:
+            NotFittedError: before ``fit``.
+            DataError: as :meth:`transform`.
+        """
+        require_fitted(self, "event_types_")
+        return self._table(events, lead_ids, as_of, self.half_life_days_)
+
     def _features(
         self, events: pd.DataFrame, lead_ids: Sequence[str], as_of: AsOf, half_life: float
     ) -> pd.DataFrame:
         """Compute the feature frame for one half-life (vectorised over all events)."""
+        table = self._table(events, lead_ids, as_of, half_life)
+        return pd.DataFrame(table, columns=self.feature_names_)
+
+    def _table(
+        self, events: pd.DataFrame, lead_ids: Sequence[str], as_of: AsOf, half_life: float
+    ) -> np.ndarray:
+        """The features of ``lead_ids`` for one half-life, ``(n, k + 2)`` float64."""
         _check_events(events)
         assert self.event_types_ is not None
-        ids = pd.Index(np.asarray(lead_ids, dtype=object).astype(str))
-        if ids.has_duplicates:
+        names = [str(v) for v in lead_ids]
+        if len(set(names)) != len(names):
             raise DataError("lead ids must be distinct to compute engagement")
-        n, k = len(ids), len(self.event_types_) + 1
+        n, k = len(names), len(self.event_types_) + 1
         cut = _as_of_array(as_of, n)
         per_type, last = np.zeros((n, k)), np.full(n, np.inf)
         if len(events):  # without events: zero activity, no recency
+            ids = pd.Index(np.asarray(names, dtype=object))
             per_type, last = self._accumulate(events, ids, cut, k, half_life)
         recency = np.where(np.isinf(last), np.nan, last)
-        table = np.column_stack([per_type, per_type.sum(axis=1), recency])
-        return pd.DataFrame(table, columns=[*self.feature_names_[:k], TOTAL, RECENCY])
+        return np.column_stack([per_type, per_type.sum(axis=1), recency])
 
     def _accumulate(
         self, events: pd.DataFrame, ids: pd.Index, cut: np.ndarray, k: int, half_life: float

@@ -32,6 +32,7 @@ from recommender.columns import Role
 from recommender.data.dataset import FeatureSpec
 from recommender.errors import ModelFolderError
 from recommender.models.base import (
+    Table,
     category_values,
     check_directory,
     check_frame,
@@ -52,6 +53,8 @@ _KIND = "gbm"
 
 
 SMALL_BATCH = 1000
+#: Up to this many rows, categories are coded by dict lookups rather than an index.
+_SMALL_ROWS = 256
 """Rows below which prediction runs on one thread (see ``GradientBoosting._threads``)."""
 
 
@@ -128,6 +131,7 @@ class GradientBoosting:
         self.feature_names_: list[str] = []
         self.roles_: list[str] = []
         self.levels_: dict[str, list[str]] = {}
+        self._level_maps: dict[str, dict[str, int]] = {}  # levels_ as dicts, built lazily
         self.best_round_: int = 0
         self.base_value_: float = 0.0
 
@@ -162,7 +166,7 @@ class GradientBoosting:
         params.update(self.extra_params or {})
         return params
 
-    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
+    def _matrix(self, X: Table) -> np.ndarray:
         """Return the float64 design matrix: numeric values and categorical codes."""
         out = np.empty((len(X), len(self.feature_names_)), dtype=np.float64)
         for j, (name, role) in enumerate(zip(self.feature_names_, self.roles_, strict=True)):
@@ -171,15 +175,27 @@ class GradientBoosting:
                 continue
             levels = self.levels_[name]
             cats = category_values(X, name)
-            codes = (
-                pd.Index(levels, dtype=object)
-                .get_indexer(pd.Index(cats, dtype=object))
-                .astype(np.float64)
-            )
+            if len(cats) <= _SMALL_ROWS:  # a few rows: dict lookups, no index built
+                lookup = self._level_lookup(name)
+                codes = np.fromiter((lookup.get(v, -1) for v in cats), np.float64, len(cats))
+            else:
+                codes = (
+                    pd.Index(levels, dtype=object)
+                    .get_indexer(pd.Index(cats, dtype=object))
+                    .astype(np.float64)
+                )
             codes[codes < 0] = len(levels)
             codes[pd.isna(cats)] = np.nan
             out[:, j] = codes
         return out
+
+    def _level_lookup(self, name: str) -> dict[str, int]:
+        """Code of each kept level of categorical column ``name`` (built once per model)."""
+        lookup = self._level_maps.get(name)
+        if lookup is None:
+            lookup = {v: i for i, v in enumerate(self.levels_[name])}
+            self._level_maps[name] = lookup
+        return lookup
 
     def fit(
         self,
@@ -210,6 +226,7 @@ class GradientBoosting:
             for s in used
             if s.role == Role.CATEGORICAL
         }
+        self._level_maps = {}
         matrix = self._matrix(X)
         self.neutral_ = self._neutral_values(matrix, labels)
         cat_idx = [j for j, r in enumerate(self.roles_) if r == Role.CATEGORICAL]
@@ -291,7 +308,7 @@ class GradientBoosting:
         ]
         return out
 
-    def _checked_matrix(self, X: pd.DataFrame) -> np.ndarray:
+    def _checked_matrix(self, X: Table) -> np.ndarray:
         """Check fitted state and columns, then return the design matrix of ``X``.
 
         Values never seen in training are replaced by the column's neutral stand-in
@@ -319,7 +336,7 @@ class GradientBoosting:
         a second thread costs more than the trees (and a scheduler tick when busy)."""
         return 1 if n_rows < SMALL_BATCH else self.predict_threads
 
-    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+    def decision_function(self, X: Table) -> np.ndarray:
         """Return the raw log-odds per row, shape ``(n,)``.
 
         Raises:
@@ -333,7 +350,7 @@ class GradientBoosting:
         )
         return np.asarray(raw, dtype=np.float64).reshape(-1)
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: Table) -> np.ndarray:
         """Return P(converted) per row, shape ``(n,)``, inside [1e-4, 1 - 1e-4].
 
         Raises:
@@ -342,7 +359,7 @@ class GradientBoosting:
         """
         return sigmoid(self.decision_function(X))
 
-    def explain(self, X: pd.DataFrame, *, chunk_size: int = 20_000) -> np.ndarray:
+    def explain(self, X: Table, *, chunk_size: int = 20_000) -> np.ndarray:
         """Return per-feature contributions in log-odds, shape ``(n, n_features)``.
 
         Path attribution (Saabas, as in *treeinterpreter*): each split on a row's path

@@ -40,6 +40,7 @@ from sklearn.linear_model import LogisticRegression
 from recommender.columns import Role
 from recommender.data.dataset import FeatureSpec
 from recommender.models.base import (
+    Table,
     category_values,
     check_directory,
     check_frame,
@@ -96,24 +97,32 @@ class FieldBins:
         n_value = len(self.cuts) + 1 if self.role == Role.NUMERIC else len(self.levels) + 1
         return n_value + 1
 
-    def index(self, X: pd.DataFrame) -> np.ndarray:
+    def index(self, X: Table) -> np.ndarray:
         """Return the bin index (int64) of every row of ``X`` for this field."""
         missing_bin = self.n_bins - 1
         if self.role == Role.NUMERIC:
             values = numeric_values(X, self.name)
-            idx = np.searchsorted(np.asarray(self.cuts, dtype=np.float64), values, side="left")
+            idx = np.searchsorted(self._cut_array, values, side="left")
             idx = idx.astype(np.int64)
             idx[np.isnan(values)] = missing_bin
             return idx
         cats = category_values(X, self.name)
         if len(cats) <= _SMALL:  # a dict lookup beats building an index for a few rows
             codes, other = self._level_codes, len(self.levels)
-            idx = np.fromiter((codes.get(v, other) for v in cats), np.int64, len(cats))
-        else:
-            idx = self._level_index.get_indexer(pd.Index(cats, dtype=object)).astype(np.int64)
-            idx[idx < 0] = len(self.levels)
+            return np.fromiter(  # category_values gives None, only None, where missing
+                (missing_bin if v is None else codes.get(v, other) for v in cats),
+                np.int64,
+                len(cats),
+            )
+        idx = self._level_index.get_indexer(pd.Index(cats, dtype=object)).astype(np.int64)
+        idx[idx < 0] = len(self.levels)
         idx[pd.isna(cats)] = missing_bin
         return idx
+
+    @functools.cached_property
+    def _cut_array(self) -> np.ndarray:
+        """``cuts`` as float64 (built once per field)."""
+        return np.asarray(self.cuts, dtype=np.float64)
 
     @functools.cached_property
     def _level_codes(self) -> dict[str, int]:
@@ -333,21 +342,21 @@ class Scorecard:
         return coef, float(logit(rate))
 
     @staticmethod
-    def _woe_matrix(X: pd.DataFrame, fields: Sequence[FieldBins]) -> np.ndarray:
+    def _woe_matrix(X: Table, fields: Sequence[FieldBins]) -> np.ndarray:
         """Return the (n, n_fields) matrix of each row's WOE per field."""
         out = np.zeros((len(X), len(fields)))
         for j, field in enumerate(fields):
             out[:, j] = field.woe[field.index(X)]
         return out
 
-    def _fitted_woe(self, X: pd.DataFrame) -> np.ndarray:
+    def _fitted_woe(self, X: Table) -> np.ndarray:
         """Check fitted state and columns, then return the WOE matrix of ``X``."""
         require_fitted(self, "fields_")
         assert self.fields_ is not None
         check_frame(X, self.feature_names_)
         return self._woe_matrix(X, self.fields_)
 
-    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+    def decision_function(self, X: Table) -> np.ndarray:
         """Return the scorecard log-odds per row, shape ``(n,)``.
 
         Raises:
@@ -356,7 +365,7 @@ class Scorecard:
         """
         return np.asarray(self._fitted_woe(X) @ self.coef_ + self.intercept_, dtype=np.float64)
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: Table) -> np.ndarray:
         """Return P(converted) per row, shape ``(n,)``, inside [1e-4, 1 - 1e-4].
 
         Raises:
@@ -365,7 +374,7 @@ class Scorecard:
         """
         return sigmoid(self.decision_function(X))
 
-    def explain(self, X: pd.DataFrame) -> np.ndarray:
+    def explain(self, X: Table) -> np.ndarray:
         """Return ``coef * WOE(x)`` minus its training mean, shape ``(n, n_features)``.
 
         Log-odds units; positive = this field raised the lead above the average lead.

@@ -40,6 +40,7 @@ from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from recommender.data.dataset import FeatureSpec
 from recommender.errors import DataError
 from recommender.models.base import (
+    Table,
     check_directory,
     check_frame,
     check_labels,
@@ -362,7 +363,7 @@ class LeadScorer:
             return [self.channel_]
         return [m for m in (self.scorecard_, self.gbm_) if m is not None]
 
-    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+    def decision_function(self, X: Table) -> np.ndarray:
         """Return the chosen model's raw (uncalibrated) log-odds, shape ``(n,)``.
 
         Raises:
@@ -373,7 +374,7 @@ class LeadScorer:
         check_frame(X, self.feature_names_)
         return np.asarray(np.mean(parts, axis=0), dtype=np.float64)
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: Table) -> np.ndarray:
         """Return calibrated P(converted) per row, shape ``(n,)``, inside [1e-4, 1 - 1e-4].
 
         Raises:
@@ -384,7 +385,7 @@ class LeadScorer:
         assert self.calibrator_ is not None
         return self.calibrator_.predict(z)
 
-    def explain(self, X: pd.DataFrame) -> np.ndarray:
+    def explain(self, X: Table) -> np.ndarray:
         """Return per-feature contributions to the raw log-odds, ``(n, n_features)``.
 
         Contributions are measured before calibration (calibration is monotone, so the
@@ -399,7 +400,7 @@ class LeadScorer:
         check_frame(X, self.feature_names_)
         return np.asarray(np.mean(parts, axis=0), dtype=np.float64)
 
-    def predict_and_explain(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def predict_and_explain(self, X: Table) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(predict_proba(X), explain(X))`` in one pass over the models.
 
         The raw log-odds are rebuilt from the contributions (``base_value_`` plus their
