@@ -433,10 +433,11 @@ class ModelBundle:
         active = _actives(table[Columns.ACTIVE])
         eligible = why = None
         if self.rules and rep_ids:
-            both = pd.concat([leads.reset_index(drop=True), frame.to_frame()], axis=1)
-            both = both.loc[:, ~both.columns.duplicated()]
             eligible, why = rules.explain(
-                self.rules, both, table.reset_index(drop=True), among=active
+                self.rules,
+                _rule_frame(leads, frame),
+                table.reset_index(drop=True),
+                among=active,
             )
         used_map: dict[tuple[int, int], int] = {}
         if used:
@@ -503,6 +504,16 @@ class ModelBundle:
             },
             pd.RangeIndex(n),
         )
+
+    def rule_batch_key(self, leads: pd.DataFrame) -> tuple[bool | None, ...]:
+        """What the eligibility rules read off ``leads`` as a whole (:func:`rules.batch_key`).
+
+        Groups of leads with equal keys routed together get the eligibility each group
+        would get routed alone; ``()`` for a model without rules.
+        """
+        if not self.rules:
+            return ()
+        return rules.batch_key(self.rules, _rule_frame(leads, self._feature_frame(leads)))
 
     # ------------------------------------------------------------------ lookalikes
     def lookalike(
@@ -666,6 +677,12 @@ class ModelBundle:
                 f"model folder '{root}' is incomplete or damaged: {exc}"
             ) from exc
         return bundle
+
+
+def _rule_frame(leads: pd.DataFrame, frame: FeatureColumns) -> pd.DataFrame:
+    """The columns rules read: the leads' own, then the model inputs they lack (accounts')."""
+    both = pd.concat([leads.reset_index(drop=True), frame.to_frame()], axis=1)
+    return both.loc[:, ~both.columns.duplicated()]
 
 
 def _empty_reps() -> pd.DataFrame:

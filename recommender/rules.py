@@ -160,6 +160,30 @@ def eligibility(rules: list[Rule], leads: pd.DataFrame, reps: pd.DataFrame) -> B
     return mask
 
 
+def batch_key(rules: list[Rule], leads: pd.DataFrame) -> tuple[bool | None, ...]:
+    """What the rules read off ``leads`` as a whole: for each lead column that a comparison
+    without a literal names, whether the column is there and holds only numbers.
+
+    That is the only thing a rule takes from the leads together (see "Semantics" above:
+    a comparison is numeric when both columns hold only numbers); everything else is
+    decided pair by pair. So leads checked in groups whose keys are equal get exactly the
+    eligibility they would get checked together, and a service may route such groups in
+    one batch. ``None`` stands for a column the leads do not have.
+    """
+    key: list[bool | None] = []
+    for rule in rules:
+        for comp in (*rule.antecedent, *rule.condition):
+            right = comp.right if isinstance(comp.right, tuple) else (comp.right,)
+            sides = (comp.left, *right)
+            if any(isinstance(s, Literal) for s in sides):
+                continue
+            for s in sides:
+                if isinstance(s, Ref) and s.side == "lead":
+                    present = s.column in leads.columns
+                    key.append(_is_numeric(leads[s.column]) if present else None)
+    return tuple(key)
+
+
 def explain(
     rules: list[Rule], leads: pd.DataFrame, reps: pd.DataFrame, among: BoolArray | None = None
 ) -> tuple[BoolArray, list[str | None]]:

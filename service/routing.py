@@ -14,7 +14,7 @@ assignments and counters commit together or not at all.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -206,38 +206,64 @@ def route(runtime: Runtime, model: Loaded, request: schemas.LeadsRequest) -> sch
 def route_batch(
     runtime: Runtime, items: Sequence[tuple[Loaded, schemas.LeadsRequest]]
 ) -> list[schemas.RouteResponse | Exception]:
-    """Route several requests (one model, no lead in two of them) as one batch.
+    """Route several requests (one model, no lead in two of them) as few batches.
 
-    The model and the store are called once for all their leads, which costs little more
-    than one request alone. Where that fails (a rejected value, anything else), each
-    request is routed on its own instead, so an error names its own request's field and
-    fails that request alone. A model with eligibility rules always routes request by
-    request (see the comment below).
+    The model and the store are called once per batch, which costs little more than one
+    request alone. A model without eligibility rules routes all the requests as one
+    batch; a model with rules, one batch per group of requests that the rules read alike
+    (:func:`_batch_groups`). Where a batch fails (a rejected value, anything else), each
+    of its requests is routed on its own instead, so an error names its own request's
+    field and fails that request alone.
     """
     if not items:
         return []
     model = items[0][0]
     if any(m is not model for m, _ in items):
         raise ValueError("a route batch must hold one model")
-    # Rules read a column's type off all the leads routed together, so one request's
-    # values could change another's eligibility: such models route request by request.
-    if len(items) > 1 and not model.bundle.rules:
+    out: list[schemas.RouteResponse | Exception | None] = [None] * len(items)
+    for group in _batch_groups(model, items) if len(items) > 1 else []:
+        if len(group) < 2:
+            continue
         try:
-            answers = _route_leads(runtime, model, [x for _, r in items for x in r.leads])
+            answers = _route_leads(runtime, model, [x for k in group for x in items[k][1].leads])
         except Exception:  # whichever request caused it fails alone, below
-            pass
-        else:
-            return [
-                schemas.RouteResponse(assignments=[answers[x.lead_id] for x in r.leads])
-                for _, r in items
-            ]
-    out: list[schemas.RouteResponse | Exception] = []
-    for m, request in items:
+            continue
+        for k in group:
+            leads = items[k][1].leads
+            out[k] = schemas.RouteResponse(assignments=[answers[x.lead_id] for x in leads])
+    done: list[schemas.RouteResponse | Exception] = []
+    for answer, (m, request) in zip(out, items, strict=True):
+        if answer is None:
+            try:
+                answer = route(runtime, m, request)
+            except Exception as exc:  # answered to that request's caller alone
+                answer = exc
+        done.append(answer)
+    return done
+
+
+def _batch_groups(
+    model: Loaded, items: Sequence[tuple[Loaded, schemas.LeadsRequest]]
+) -> list[list[int]]:
+    """Indices of ``items`` that may be routed as one batch, in order of first request.
+
+    Rules read a column's type off all the leads routed together, so one request's values
+    could change another's eligibility. Requests whose leads the rules read alike
+    (``ModelBundle.rule_batch_key``) go together; a request whose leads do not parse
+    goes alone (and fails alone).
+    """
+    if not model.bundle.rules:
+        return [list(range(len(items)))]
+    groups: dict[Hashable, list[int]] = {}
+    for k, (_, request) in enumerate(items):
+        key: Hashable
         try:
-            out.append(route(runtime, m, request))
-        except Exception as exc:  # answered to that request's caller alone
-            out.append(exc)
-    return out
+            leads = parse_leads(model, [x.model_dump() for x in request.leads], "leads")
+            key = model.bundle.rule_batch_key(leads)
+        except Exception:
+            key = ("alone", k)
+        groups.setdefault(key, []).append(k)
+    return list(groups.values())
 
 
 def _route_leads(

@@ -13,6 +13,7 @@ from recommender.rules import (
     RULES_FILE,
     Literal,
     Ref,
+    batch_key,
     eligibility,
     explain,
     find_rules,
@@ -165,3 +166,21 @@ def test_no_rules_allow_everything_and_scale() -> None:
         (leads["size"].to_numpy()[:, None] < 500) | (reps["team"].to_numpy()[None, :] == "Ent")
     )
     np.testing.assert_array_equal(got, want)
+
+
+def test_leads_with_equal_batch_keys_are_checked_together_as_apart() -> None:
+    rules = parse_rules("rep.level >= lead.min_level\nlead.region == rep.region")
+    a = pd.DataFrame({"min_level": ["2", None], "region": ["EU", "US"]})
+    b = pd.DataFrame({"min_level": ["1", "3"], "region": ["US", None]})
+    odd = pd.DataFrame({"min_level": ["senior"], "region": ["EU"]})  # not a number
+    reps = REPS.assign(level=["3", "1", "2", "1"])
+    assert batch_key(rules, a) == batch_key(rules, b) != batch_key(rules, odd)
+    together = eligibility(rules, pd.concat([a, b], ignore_index=True), reps)
+    apart = np.vstack([eligibility(rules, a, reps), eligibility(rules, b, reps)])
+    np.testing.assert_array_equal(together, apart)
+    # Why the key matters: with the odd lead in the batch, "2" and "10" compare as text.
+    c = pd.DataFrame({"min_level": ["10"], "region": ["EU"]})
+    mixed = eligibility(rules, pd.concat([c, odd], ignore_index=True), reps)
+    assert not np.array_equal(mixed[:1], eligibility(rules, c, reps))
+    assert batch_key(parse_rules("lead.size >= 500"), a) == ()  # a literal decides the type
+    assert batch_key(rules, a.drop(columns="min_level"))[0] is None
