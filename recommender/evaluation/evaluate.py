@@ -316,6 +316,12 @@ def evaluate(
         "model": {"chosen": report.get("chosen"), "validation": report.get("candidates")},
         "warnings": leakage_warnings(aucs),
     }
+    if not len(test.leads):
+        last = pd.Timestamp(ds.leads[Columns.CREATED].max())
+        result["warnings"].append(
+            f"no lead was created at or after --split-time {split.isoformat()} (the last "
+            f"one was at {last.isoformat()}): nothing to test, every measure is n/a"
+        )
     if len(test.leads):
         p_test = lead_probabilities(bundle, test)
         result["lead_score"] = lead_score_part(bundle, test, p_train, p_test)
@@ -332,6 +338,7 @@ def evaluate(
         result["rep_ranking"]["placebo"] = placebo_part(bundle, train, cfg.seed, p_train)
     if result["rep_ranking"] is None:
         result["rep_ranking"] = _null_ranking()
+    result["rep_ranking"].setdefault("placebo", None)  # not run (--no-placebo): same shape
     if result["win_probability"] is None:
         result["win_probability"] = {"n": 0, "auc": None, "log_loss": None, "brier": None}
     clean: dict[str, Any] = to_jsonable(result)
@@ -350,4 +357,6 @@ def _null_ranking() -> dict[str, Any]:
             "popularity": dict(empty),
             "recent_popularity": dict(empty),
         },
+        "components": {"win_probability_only": dict(empty), "assignment_prior_only": dict(empty)},
+        "placebo": None,
     }

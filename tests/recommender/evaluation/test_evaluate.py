@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from recommender.config import TrainConfig
 from recommender.data.simulate import simulate
 from recommender.evaluation.evaluate import evaluate
 from recommender.evaluation.report import render_report, validate_contract_json
@@ -51,6 +52,16 @@ def test_rep_ranking_combines_past_routing_with_win_probability(team: Path) -> N
     assert rr["mrr"] > parts["win_probability_only"]["mrr"]
 
 
+def test_a_split_after_the_last_lead_says_so_and_keeps_the_shape(team: Path) -> None:
+    result = evaluate(team, "2031-01-01", config=TrainConfig(placebo=False))
+    assert validate_contract_json(result) == []
+    assert result["n_test_leads"] == 0
+    assert any("nothing to test" in w for w in result["warnings"])
+    rr = result["rep_ranking"]
+    assert rr["mrr"] is None and rr["placebo"] is None
+    assert set(rr["components"]) == {"win_probability_only", "assignment_prior_only"}
+
+
 def test_no_reps_gives_nulls(team: Path, tmp_path: Path) -> None:
     data = tmp_path / "norep"
     data.mkdir()
@@ -63,6 +74,7 @@ def test_no_reps_gives_nulls(team: Path, tmp_path: Path) -> None:
     assert validate_contract_json(result) == []
     assert result["lead_score"]["auc"] is not None
     assert result["rep_ranking"]["mrr"] is None
+    assert result["rep_ranking"]["placebo"] is None and "components" in result["rep_ranking"]
     assert result["win_probability"]["auc"] is None
 
 
