@@ -268,6 +268,11 @@ def placebo_part(
         seed=seed,
     )
     result["metric"] = "validation log-loss gain over the global score (nats per row)"
+    result["description"] = (
+        "both fits learn on the training window's earlier rows (n_train) and are scored on "
+        "its latest (n_valid); train fits the whole window, so the strength it reports "
+        "can differ from real_strength"
+    )
     return result
 
 
