@@ -218,7 +218,9 @@ def route(
         active: ``(n_reps,)`` bool, default all active.
         eligible: ``(n_leads, n_reps)`` bool, which pairs the rules allow; default all.
         used: ``{(day_key, rep_index): count}`` capacity already taken on that day by
-            earlier requests; missing keys are 0.
+            earlier requests; missing keys are 0. Only reps with less room left than
+            there are leads change the result (one with room for every lead routes as if
+            it took none), so a caller may pass just those.
         value: ``(n_leads,)`` expected deal value >= 0; NaN where unknown (then the mean of
             the known values). The objective becomes ``sum(value * prob)``.
         uncertainty: ``(n_leads, n_reps)`` std of the logit for Thompson sampling; ``None``

@@ -288,7 +288,7 @@ def _plan(
     """Run the model's routing with the day counts and rep settings stored now."""
     with read_transaction(runtime.engine) as conn:
         reps = _current_reps(conn, model)
-        used = repo.used_counts(conn, _days(leads), limited_only=True)
+        used = repo.used_counts(conn, _days(leads), room_below=len(leads))
         events = events_frame(conn, ids)
     settings = runtime.settings
     plan = model.bundle.route(

@@ -99,7 +99,7 @@ class RepDayLoad(Base):
     rep_id: Mapped[str] = mapped_column(
         String(ID_LENGTH), ForeignKey("reps.rep_id"), primary_key=True
     )
-    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True, index=True)
     count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 

@@ -395,3 +395,43 @@ def test_an_unlimited_rep_stays_open_whatever_it_took_earlier_today() -> None:
     capped = route(p, day=day, capacity=np.array([11, -1]), used=busy)
     assert capped.rep_index.tolist().count(0) == 1  # rep 0 has one place left today
     assert capped.rep_index.tolist().count(1) == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 25),
+    m=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+    method=st.sampled_from(["auto", "optimal", "greedy"]),
+    explore=st.sampled_from([0.0, 0.3]),
+    floor=st.sampled_from([0.0, 0.1]),
+)
+def test_counts_of_reps_with_room_for_the_whole_batch_change_nothing(
+    n: int, m: int, seed: int, method: str, explore: float, floor: float
+) -> None:
+    # The service reads only the counters of reps with less room left than the batch has
+    # leads (service.store.repo.used_counts(room_below=n)): the others must not matter.
+    rng = np.random.default_rng(seed)
+    cap = rng.integers(-1, 40, m)
+    n_days = int(rng.integers(1, 3))
+    used = {(d, r): int(rng.integers(0, 40)) for d in range(n_days) for r in range(m)}
+    tight = {(d, r): c for (d, r), c in used.items() if 0 <= cap[r] < c + n}
+    if method == "greedy" and floor > 0:
+        floor = 0.0  # the greedy path has no floor (tested above)
+    kwargs: dict[str, Any] = {
+        "day": rng.integers(0, n_days, n),
+        "capacity": cap,
+        "eligible": rng.random((n, m)) < 0.8,
+        "uncertainty": np.full((n, m), 0.5),
+        "explore": explore,
+        "holdout": 0.1,
+        "fairness_floor": floor,
+        "seed": seed,
+        "method": method,
+    }
+    prob = rng.random((n, m))
+    full, part = route(prob, used=used, **kwargs), route(prob, used=tight, **kwargs)
+    np.testing.assert_array_equal(full.rep_index, part.rep_index)
+    np.testing.assert_array_equal(full.policy, part.policy)
+    np.testing.assert_array_equal(full.propensity, part.propensity)
+    assert full.reason == part.reason

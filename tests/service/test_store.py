@@ -27,6 +27,17 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+def test_migrations_build_exactly_the_models_schema(engine: Engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from service.store.models import Base
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
 def test_keys_are_stored_hashed_with_their_role(db_url: str, engine: Engine) -> None:
     secret = create_key("rep:R-9", db_url)
     with read_transaction(engine) as conn:
@@ -85,6 +96,10 @@ def test_used_counts_can_leave_out_reps_without_a_daily_capacity(engine: Engine)
         limited = repo.used_counts(conn, ["2030-03-01"], limited_only=True)
     assert every == {("UC-1", "2030-03-01"): 1, ("UC-2", "2030-03-01"): 1}
     assert limited == {("UC-1", "2030-03-01"): 1}
+    # UC-1 has 3 leads of room: a batch of 3 cannot fill it, one of 4 can.
+    with read_transaction(engine) as conn:
+        assert repo.used_counts(conn, ["2030-03-01"], room_below=3) == {}
+        assert repo.used_counts(conn, ["2030-03-01"], room_below=4) == limited
 
 
 def _plan(lead: str, day: str, rep: str | None, *alternatives: str) -> dict[str, Any]:
