@@ -306,6 +306,7 @@ class LookalikeIndex:
         self.ef_search_: int | None = None
         self.ef_search_multi_: int | None = None
         self._row_of: dict[str, int] | None = None
+        self._multi_params: Any = None  # cached faiss.SearchParametersIVF of a wider nprobe
         with _faiss_threads(self.n_threads):
             if len(id_array) < self.exact_threshold:
                 self.index_ = self._flat_index()
@@ -642,7 +643,7 @@ class LookalikeIndex:
         out = []
         for q, rows in zip(queries, found, strict=True):
             rows = rows[rows >= 0]
-            if overfetch:
+            if overfetch and len(seed_rows):
                 rows = rows[~np.isin(rows, seed_rows)]
             if len(rows) < k_eff:
                 out.extend(self._exact(q[None, :], k_eff, seed_rows, eligible))
@@ -683,10 +684,15 @@ class LookalikeIndex:
         if eligible is not None:  # the k-th eligible neighbour lies ~1/share further down
             share = max(float(eligible.mean()), 1e-3)
             width = min(limit, math.ceil(width / share))
-        found = np.full((len(queries), fetch), -1, dtype=np.int64)
-        todo = np.arange(len(queries))
         if eligible is None and width == (self.nprobe_ if ivf else self.ef_search_):
             return list(self.index_.search(queries, fetch)[1])  # the index's own setting
+        if eligible is None and ivf:  # no filter: one search at the multi-seed width
+            wide = self._multi_params
+            if wide is None or wide.nprobe != width:
+                wide = self._multi_params = faiss.SearchParametersIVF(nprobe=int(width))
+            return list(self.index_.search(queries, fetch, params=wide)[1])
+        found = np.full((len(queries), fetch), -1, dtype=np.int64)
+        todo = np.arange(len(queries))
         while True:
             if ivf:
                 params: Any = faiss.SearchParametersIVF(nprobe=int(width), sel=selector)
@@ -818,6 +824,7 @@ class LookalikeIndex:
         self.nprobe_multi_ = meta.get("nprobe_multi", self.nprobe_)
         self.ef_search_multi_ = meta.get("ef_search_multi", self.ef_search_)
         self._row_of = None
+        self._multi_params = None
         if self.kind_ == "ivf":
             index.nprobe = self.nprobe_
         self.index_ = index
