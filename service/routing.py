@@ -137,8 +137,8 @@ def _claim_batch(
     """
     rows = [_assignment(p, version) for p in plans]
     tries = [_candidates(p, row) for p, row in zip(plans, rows, strict=True)]
-    wanted = {rep for candidates in tries for rep, _ in candidates}
-    states, used = repo.lock_capacity(conn, wanted, {row["day"] for row in rows})
+    wanted = {(rep, row["day"]) for row, c in zip(rows, tries, strict=True) for rep, _ in c}
+    states, used = repo.lock_capacity(conn, wanted)
     taken: dict[tuple[str, str], int] = {}
     for k, (plan, candidates) in enumerate(zip(plans, tries, strict=True)):
         row = rows[k]
