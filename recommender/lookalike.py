@@ -643,8 +643,11 @@ class LookalikeIndex:
         out = []
         for q, rows in zip(queries, found, strict=True):
             rows = rows[rows >= 0]
-            if overfetch and len(seed_rows):
-                rows = rows[~np.isin(rows, seed_rows)]
+            if overfetch and len(seed_rows):  # a few seeds: compare, cheaper than np.isin
+                keep = rows != seed_rows[0]
+                for seed in seed_rows[1:]:
+                    keep &= rows != seed
+                rows = rows[keep]
             if len(rows) < k_eff:
                 out.extend(self._exact(q[None, :], k_eff, seed_rows, eligible))
             else:
