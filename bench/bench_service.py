@@ -1,16 +1,20 @@
 """Load benchmark: POST /v1/route (one lead, 1,000 reps) next to a bare FastAPI endpoint.
 
 Both run under uvicorn on loopback (``--loop``/``--http``, default uvloop + httptools,
-``--workers`` processes each), in their own processes, and are driven by the same async
-httpx client at the same concurrency, in the same run. The bare endpoint answers a
+``--workers`` processes each), in their own processes, and are driven by the same client
+at the same concurrency, in the same run: wrk (default; one C thread; ``apt install
+wrk``) or, with ``--client httpx``, an async httpx client (which caps both servers near
+400 req/s on two cores, so its ratio measures the client). Every request is a new lead;
+the leads are spread over 196 days and land on all 1,000 reps. The bare endpoint answers a
 constant JSON body of the same size as a route answer, so the gap is what scoring,
 routing and the database cost. The service routes concurrent requests together
 (``service/batching.py``); the mean requests per batch is read from ``/metrics``. A last
 line times the library alone in this process (``leads_from_records`` +
 ``ModelBundle.route``, one thread) for one lead and for 16 leads in one call.
 
-    python bench/bench_service.py [--requests 3000] [--concurrency 32] [--db URL]
+    python bench/bench_service.py [--seconds 20] [--concurrency 32] [--db URL]
         [--workers N] [--loop uvloop|asyncio] [--http httptools|h11] [--repeat R]
+        [--client wrk|httpx] [--requests 3000 (httpx only)]
 
 The model (1,000 reps) is simulated and trained once into ``--work`` and reused.
 """
