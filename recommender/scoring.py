@@ -64,10 +64,15 @@ def learn_grade_cuts(
     The cuts are chosen among the ``grid`` quantiles of ``p`` to maximise the information
     value of the grades against ``y``, each grade holding at least ``min_share`` of the
     leads. Returns ``[cut_AB, cut_BC, cut_CD]`` (descending). With one class only, the cuts
-    are the 85th, 60th and 30th percentiles.
+    are the 85th, 60th and 30th percentiles. A score that does not rank at all (one value
+    for every lead) grades every lead C, the grade of the median lead under those
+    percentiles, rather than A.
     """
     p = np.asarray(p, dtype=float)
     y = np.asarray(y, dtype=float)
+    if p.size and np.ptp(p) == 0:
+        above = float(np.nextafter(p[0], np.inf))
+        return [above, above, float(p[0])]
     default = (
         [float(np.quantile(p, q)) for q in (0.85, 0.60, 0.30)] if p.size else [0.75, 0.5, 0.25]
     )

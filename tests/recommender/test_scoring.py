@@ -1,10 +1,10 @@
-"""Reason values read as the data writes them."""
+"""Scoring helpers: reason values as the data writes them, grade cut points."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from recommender.scoring import format_value
+from recommender.scoring import format_value, grade, learn_grade_cuts
 
 
 def test_reason_values_have_no_thousands_separator() -> None:
@@ -13,3 +13,13 @@ def test_reason_values_have_no_thousands_separator() -> None:
     assert format_value(float("nan")) == "missing"
     assert format_value(None) == "missing"
     assert format_value("Google") == "Google"
+
+
+def test_a_score_that_does_not_rank_grades_every_lead_c_not_a() -> None:
+    # Maven CRM: the lead score found no signal and gave every lead the base rate; the
+    # report showed every test lead as grade A.
+    p, y = np.full(200, 0.63), (np.arange(200) % 3 == 0).astype(float)
+    cuts = learn_grade_cuts(p, y)
+    assert set(grade(p, cuts)) == {"C"}
+    ranked = np.linspace(0.1, 0.9, 200)
+    assert set(grade(ranked, learn_grade_cuts(ranked, (ranked > 0.5).astype(float)))) == set("ABCD")
