@@ -411,7 +411,8 @@ class ModelBundle:
             seed: seed of the exploration and holdout draws.
             explore: share of leads routed by Thompson sampling over the affinity.
             holdout: share of leads routed uniformly at random among eligible reps.
-            n_alternatives: how many runner-up reps to list per lead.
+            n_alternatives: how many runner-up reps to list per lead (active reps the
+                rules let take it: where the lead goes if its rep fills up first).
 
         Returns:
             ``lead_id``, ``rep_id`` (None where no rep could take the lead), ``probability``,
@@ -471,7 +472,7 @@ class ModelBundle:
             reason = ["no reps in the model or the reps file"] * n
         if n == 0:
             return pd.DataFrame()
-        if rep_ids and n <= _FEW_LEADS:  # the runners-up need only the top of each row
+        if rep_ids and n <= _FEW_LEADS and eligible is None:  # only the top of each row
             order: np.ndarray | None = _top_order(prob, active, n_alternatives)
         else:
             order = np.argsort(-prob, axis=1, kind="stable") if rep_ids else None
@@ -482,7 +483,11 @@ class ModelBundle:
             j = int(chosen[i])
             chosen_ids.append(rep_ids[j] if j >= 0 else None)
             probability.append(float(prob[i, j]) if j >= 0 else float(scored_p[i]))
-            runners = _runners_up(order[i], j, active, n_alternatives) if order is not None else []
+            # a runner-up is where the lead goes if its rep is full: active and eligible
+            open_reps = active if eligible is None else active & eligible[i]
+            runners = (
+                _runners_up(order[i], j, open_reps, n_alternatives) if order is not None else []
+            )
             alternatives[i] = [
                 {Columns.REP: rep_ids[a], "probability": float(prob[i, a])} for a in runners
             ]
@@ -741,7 +746,8 @@ def _inferred(values: list[Any]) -> Any:
 
 
 def _runners_up(order: np.ndarray, chosen: int, active: np.ndarray, k: int) -> list[int]:
-    """The first ``k`` active reps of ``order`` (best first) other than ``chosen``."""
+    """The first ``k`` reps of ``order`` (best first) open to the lead (``active``: active
+    and, with rules, eligible) other than ``chosen``."""
     out: list[int] = []
     for a in order:
         if len(out) >= k:

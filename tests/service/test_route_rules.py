@@ -79,3 +79,19 @@ def test_requests_read_alike_share_a_batch_and_keep_their_own_eligibility(
             assert rep is None and "rules" in str(answer.assignments[0].reason)
             continue
         assert rep is not None and rep in _allowed(model.bundle, value), (value, rep)
+
+
+def test_runners_up_are_reps_the_rules_allow(runtime: Runtime) -> None:
+    # The store falls back to a lead's runners-up when its rep fills up between plan and
+    # claim: a runner-up the rules forbid once got the lead.
+    model = runtime.model
+    assert isinstance(model, Loaded)
+    bundle = model.bundle
+    for value in ("3", "2", "10"):
+        leads = bundle.leads_from_records(
+            [{"lead_id": f"RU{value}", "created_at": DAY, "min_tenure": value}]
+        )
+        plan = bundle.route(leads, explore=0.0, holdout=0.0, n_alternatives=5).iloc[0]
+        allowed = _allowed(bundle, value)
+        assert {a["rep_id"] for a in plan["alternatives"]} <= allowed, value
+        assert plan["rep_id"] is None or plan["rep_id"] in allowed
