@@ -161,26 +161,29 @@ def eligibility(rules: list[Rule], leads: pd.DataFrame, reps: pd.DataFrame) -> B
 
 
 def batch_key(rules: list[Rule], leads: pd.DataFrame) -> tuple[bool | None, ...]:
-    """What the rules read off ``leads`` as a whole: for each lead column that a comparison
-    without a literal names, whether the column is there and holds only numbers.
+    """What the rules read off ``leads`` as a whole: for each lead column a comparison
+    names, whether the column is there, and for a comparison without a literal, whether
+    it holds only numbers.
 
-    That is the only thing a rule takes from the leads together (see "Semantics" above:
-    a comparison is numeric when both columns hold only numbers); everything else is
-    decided pair by pair. So leads checked in groups whose keys are equal get exactly the
-    eligibility they would get checked together, and a service may route such groups in
-    one batch. ``None`` stands for a column the leads do not have.
+    That is all a rule takes from the leads together (a missing column is an error; see
+    "Semantics" above: a comparison is numeric when both columns hold only numbers);
+    everything else is decided pair by pair. So leads checked in groups whose keys are
+    equal get exactly the eligibility (or the error) they would get checked together,
+    and a service may route such groups in one batch. ``None`` stands for a column the
+    leads do not have, ``True`` for one that is there where its type does not matter.
     """
     key: list[bool | None] = []
     for rule in rules:
         for comp in (*rule.antecedent, *rule.condition):
             right = comp.right if isinstance(comp.right, tuple) else (comp.right,)
             sides = (comp.left, *right)
-            if any(isinstance(s, Literal) for s in sides):
-                continue
+            typed = not any(isinstance(s, Literal) for s in sides)
             for s in sides:
                 if isinstance(s, Ref) and s.side == "lead":
-                    present = s.column in leads.columns
-                    key.append(_is_numeric(leads[s.column]) if present else None)
+                    if s.column not in leads.columns:
+                        key.append(None)
+                    else:
+                        key.append(_is_numeric(leads[s.column]) if typed else True)
     return tuple(key)
 
 

@@ -182,5 +182,10 @@ def test_leads_with_equal_batch_keys_are_checked_together_as_apart() -> None:
     c = pd.DataFrame({"min_level": ["10"], "region": ["EU"]})
     mixed = eligibility(rules, pd.concat([c, odd], ignore_index=True), reps)
     assert not np.array_equal(mixed[:1], eligibility(rules, c, reps))
-    assert batch_key(parse_rules("lead.size >= 500"), a) == ()  # a literal decides the type
+    literal = parse_rules("lead.size >= 500")  # a literal decides the type
+    assert batch_key(literal, pd.DataFrame({"size": ["x"]})) == batch_key(
+        literal, pd.DataFrame({"size": ["900"]})
+    )
+    # ...but a lead column missing altogether is an error alone: never batch it with others
+    assert batch_key(literal, a) != batch_key(literal, pd.DataFrame({"size": ["900"]}))
     assert batch_key(rules, a.drop(columns="min_level"))[0] is None
