@@ -108,7 +108,9 @@ def read_csv_file(path: Path, file: str | None = None) -> pd.DataFrame:
             :func:`read_csv_text` fails.
     """
     name = file or path.name
-    if not path.is_file():
+    if not path.is_file():  # a file the user named: its path; a dataset's file: its folder
+        if file is None:
+            raise DataError("not found", file=str(path))
         raise DataError(f"not found in {path.parent}", file=name)
     return read_csv_text(decode_utf8(path.read_bytes(), name), name)
 

@@ -189,7 +189,7 @@ def _features(
 def _load_leads(
     folder: Path, schema: Schema
 ) -> tuple[pd.DataFrame, list[FeatureSpec], list[str], dict[str, str]]:
-    raw = read_csv_file(folder / Files.LEADS)
+    raw = read_csv_file(folder / Files.LEADS, Files.LEADS)
     require_columns(raw, [Columns.LEAD, Columns.CREATED])
     if raw.empty:
         raise DataError("has a header but no leads", file=Files.LEADS, row=2)
