@@ -5,16 +5,18 @@ Both run under uvicorn on loopback (``--loop``/``--http``, default uvloop + http
 at the same concurrency, in the same run: wrk (default; one C thread; ``apt install
 wrk``) or, with ``--client httpx``, an async httpx client (which caps both servers near
 400 req/s on two cores, so its ratio measures the client). Every request is a new lead;
-the leads are spread over 196 days and land on all 1,000 reps. The bare endpoint answers a
-constant JSON body of the same size as a route answer, so the gap is what scoring,
-routing and the database cost. The service routes concurrent requests together
-(``service/batching.py``); the mean requests per batch is read from ``/metrics``. A last
-line times the library alone in this process (``leads_from_records`` +
-``ModelBundle.route``, one thread) for one lead and for 16 leads in one call.
+the leads are spread over ``--days`` days (default 196, so the leads of one batch
+fall on different days; 1: all on one day, as live routing sees them) and land on all
+1,000 reps. The bare endpoint answers a constant JSON body of the same size as a route
+answer, so the gap is what scoring, routing and the database cost. The service routes
+concurrent requests together (``service/batching.py``); the mean requests per batch is
+read from ``/metrics``. A last line times the library alone in this process
+(``leads_from_records`` + ``ModelBundle.route``, one thread) for one lead and for 16
+leads in one call.
 
     python bench/bench_service.py [--seconds 20] [--concurrency 32] [--db URL]
         [--workers N] [--loop uvloop|asyncio] [--http httptools|h11] [--repeat R]
-        [--client wrk|httpx] [--requests 3000 (httpx only)]
+        [--client wrk|httpx] [--days 1..196] [--requests 3000 (httpx only)]
 
 The model (1,000 reps) is simulated and trained once into ``--work`` and reused.
 """
@@ -150,10 +152,15 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> No
     raise RuntimeError(f"{url} did not come up")
 
 
-def lead(i: int, template: dict[str, Any]) -> dict[str, Any]:
-    """The template lead under id ``i``, spread over 196 days."""
-    day = 1 + i % 28
-    month = 1 + (i // 28) % 7
+DAYS = 196
+"""Default spread of the leads' ``created_at`` (``--days``; 28-day months from 2027-01-01)."""
+
+
+def lead(i: int, template: dict[str, Any], days: int = DAYS) -> dict[str, Any]:
+    """The template lead under id ``i``, created on one of ``days`` days (1 to 196)."""
+    k = i % days
+    day = 1 + k % 28
+    month = 1 + (k // 28) % 7
     return dict(template, lead_id=f"B{i:08d}", created_at=f"2027-{month:02d}-{day:02d}T10:00:00")
 
 
@@ -192,8 +199,9 @@ function init(args)
 end
 function request()
   n = n + 1
-  local day = 1 + n % 28
-  local month = 1 + math.floor(n / 28) % 7
+  local k = n % @DAYS@
+  local day = 1 + k % 28
+  local month = 1 + math.floor(k / 28) % 7
   local at = string.format("2027-%02d-%02dT10:00:00", month, day)
   local b = string.gsub(string.gsub(body, "@ID@", prefix .. "-" .. n, 1), "@AT@", at, 1)
   return wrk.format("POST", nil, nil, b)
@@ -209,14 +217,16 @@ def drive_wrk(
     seconds: float,
     prefix: str,
     work: Path,
+    days: int = DAYS,
 ) -> tuple[dict[str, float], int]:
-    """Run wrk (one thread, in C) for ``seconds``: every request a new lead id.
+    """Run wrk (one thread, in C) for ``seconds``: every request a new lead id, created on
+    one of ``days`` days.
 
     Returns the measured row (req/s, p50 and p99 ms) and the count of failed requests.
     """
     body = json.dumps({"leads": [dict(template, lead_id="@ID@", created_at="@AT@")]})
     script = work / "route.lua"
-    script.write_text(WRK_LUA.replace("@BODY@", body))
+    script.write_text(WRK_LUA.replace("@BODY@", body).replace("@DAYS@", str(days)))
     cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", str(script)]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
@@ -273,6 +283,15 @@ def main() -> None:
         help="load generator: wrk (C, one thread; apt install wrk) or the async httpx client",
     )
     ap.add_argument("--seconds", type=float, default=15.0, help="wrk: seconds per measurement")
+    ap.add_argument(
+        "--days",
+        type=int,
+        default=DAYS,
+        choices=range(1, DAYS + 1),
+        metavar=f"1..{DAYS}",
+        help="days the leads' created_at is spread over (1: all arrive the same day, as "
+        f"live routing sees them; default {DAYS}: every lead of a batch on its own day)",
+    )
     args = ap.parse_args()
     threadpool_limits(1)
 
@@ -334,18 +353,35 @@ def main() -> None:
             for name, url in urls.items():
                 if args.client == "wrk":
                     tag = f"r{r}-{name.split()[0]}-{os.getpid()}"
-                    drive_wrk(url, template, auth, args.concurrency, 2, f"{tag}-warm", args.work)
+                    drive_wrk(
+                        url,
+                        template,
+                        auth,
+                        args.concurrency,
+                        2,
+                        f"{tag}-warm",
+                        args.work,
+                        args.days,
+                    )
                     row, errors = drive_wrk(
-                        url, template, auth, args.concurrency, args.seconds, tag, args.work
+                        url,
+                        template,
+                        auth,
+                        args.concurrency,
+                        args.seconds,
+                        tag,
+                        args.work,
+                        args.days,
                     )
                     print_row(f"{name} #{r + 1}", row, errors)
                     rows[name].append(row["rps"])
                     continue
                 warm = [
-                    json.dumps({"leads": [lead(offset + i, template)]}).encode() for i in range(200)
+                    json.dumps({"leads": [lead(offset + i, template, args.days)]}).encode()
+                    for i in range(200)
                 ]
                 bodies = [
-                    json.dumps({"leads": [lead(offset + 200 + i, template)]}).encode()
+                    json.dumps({"leads": [lead(offset + 200 + i, template, args.days)]}).encode()
                     for i in range(args.requests)
                 ]
                 offset += 200 + args.requests
