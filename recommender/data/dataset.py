@@ -12,8 +12,9 @@ import pandas as pd
 
 from recommender.columns import Columns, Role
 
-_SMALL = 256
-"""Up to this many rows, cells are checked one by one in Python (cheaper than a scan)."""
+SMALL_ROWS = 256
+"""Up to this many rows, cells are checked and looked up one by one in Python (dicts,
+loops) rather than through a pandas index or scan, whose fixed cost dominates a few rows."""
 
 
 # A private constructor (stable since pandas 0.23, used by pandas itself; the stubs do not
@@ -190,7 +191,7 @@ class Dataset:
         if account_cols and self.accounts is not None and Columns.ACCOUNT in present:
             index, arrays = self._account_lookup
             ids = frame[Columns.ACCOUNT].to_numpy(dtype=object)
-            if n <= _SMALL:  # a few leads: dict lookups instead of an index of their ids
+            if n <= SMALL_ROWS:  # a few leads: dict lookups instead of an index of their ids
                 where = self._account_positions
                 pos = np.fromiter((where.get(a, -1) for a in ids), np.intp, n)
             else:
@@ -207,10 +208,10 @@ class Dataset:
                 elif col.dtype == np.float64:  # already typed: a copy, no parsing pass
                     out[spec.name] = np.array(col, dtype=np.float64)
                 else:
-                    out[spec.name] = _to_float(col)
+                    out[spec.name] = to_float(col)
             else:
                 obj = np.full(n, None, dtype=object) if col is None else np.array(col, dtype=object)
-                if n > _SMALL or not all(v is None or type(v) is str for v in obj):
+                if n > SMALL_ROWS or not all(v is None or type(v) is str for v in obj):
                     obj[pd.isna(obj)] = None
                 out[spec.name] = obj
         return FeatureColumns({name: out[name] for name in self.feature_names}, n)
@@ -255,7 +256,7 @@ def _with_missing(column: pd.Series) -> np.ndarray:
     return np.append(column.to_numpy(dtype=object), np.array([None], dtype=object))
 
 
-def _to_float(values: np.ndarray) -> np.ndarray:
+def to_float(values: np.ndarray) -> np.ndarray:
     """Numbers of a column that is not float64 yet (unparsable cells become NaN)."""
     if values.dtype == object and all(v is None or type(v) is str for v in values):
         # strings (a lead's own columns, untyped at parse): no Series needed

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.columns import Role
-from recommender.data.dataset import FeatureColumns, FeatureSpec
+from recommender.data.dataset import SMALL_ROWS, FeatureColumns, FeatureSpec, to_float
 from recommender.errors import DataError, ModelFolderError, NotFittedError
 
 FORMAT_VERSION = 1
@@ -33,9 +33,6 @@ FORMAT_VERSION = 1
 
 PROBA_EPS = 1e-4
 """Probabilities are kept inside ``[PROBA_EPS, 1 - PROBA_EPS]``."""
-
-_SMALL_ROWS = 256
-"""Up to this many rows, cells are checked one by one in Python (cheaper than a scan)."""
 
 Table = pd.DataFrame | FeatureColumns
 """What a fitted model predicts from: a feature frame, or the same columns as arrays."""
@@ -136,11 +133,7 @@ def numeric_values(X: Table, name: str) -> np.ndarray:
     """Return column ``name`` of ``X`` as float64 (anything unparsable becomes NaN)."""
     col = X[name]
     if isinstance(col, np.ndarray):
-        if col.dtype == np.float64:
-            return col
-        return np.asarray(
-            pd.to_numeric(pd.Series(col, dtype=object), errors="coerce"), dtype=np.float64
-        )
+        return col if col.dtype == np.float64 else to_float(col)
     if col.dtype == np.float64:  # already typed (the usual case): no conversion pass
         return np.asarray(col.to_numpy(), dtype=np.float64)
     return np.asarray(pd.to_numeric(col, errors="coerce"), dtype=np.float64)
@@ -151,7 +144,7 @@ def category_values(X: Table, name: str) -> np.ndarray:
     col = X[name]
     if isinstance(col, np.ndarray):
         values = np.asarray(col, dtype=object)
-        if len(values) <= _SMALL_ROWS and all(v is None or type(v) is str for v in values):
+        if len(values) <= SMALL_ROWS and all(v is None or type(v) is str for v in values):
             return values.copy()  # a few cells already in this form: no missing-value scan
     else:
         values = col.to_numpy(dtype=object)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from recommender.columns import Columns
-from recommender.data.dataset import FeatureSpec
+from recommender.data.dataset import SMALL_ROWS, FeatureSpec
 from recommender.models.base import (
     Table,
     category_values,
@@ -41,8 +41,6 @@ from recommender.models.base import (
 _FILE = "channel.json"
 _KIND = "channel_prior"
 _MISSING = "\x00missing"
-#: Up to this many rows, rates are looked up in a dict rather than through a Series.
-_SMALL_ROWS = 256
 
 
 def estimate_strength(counts: np.ndarray, positives: np.ndarray, low: float, high: float) -> float:
@@ -155,7 +153,7 @@ class ChannelPrior:
         require_fitted(self, "rates_")
         assert self.rates_ is not None
         keys = self._keys(X)
-        if len(keys) <= _SMALL_ROWS:  # a few rows: dict lookups, no Series built
+        if len(keys) <= SMALL_ROWS:  # a few rows: dict lookups, no Series built
             table = self.rates_
             rates = np.fromiter((table.get(k, np.nan) for k in keys), np.float64, len(keys))
         else:

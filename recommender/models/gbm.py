@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recommender.columns import Role
-from recommender.data.dataset import FeatureSpec
+from recommender.data.dataset import SMALL_ROWS, FeatureSpec
 from recommender.errors import ModelFolderError
 from recommender.models.base import (
     Table,
@@ -53,8 +53,6 @@ _KIND = "gbm"
 
 
 SMALL_BATCH = 1000
-#: Up to this many rows, categories are coded by dict lookups rather than an index.
-_SMALL_ROWS = 256
 """Rows below which prediction runs on one thread (see ``GradientBoosting._threads``)."""
 
 
@@ -175,7 +173,7 @@ class GradientBoosting:
                 continue
             levels = self.levels_[name]
             cats = category_values(X, name)
-            if len(cats) <= _SMALL_ROWS:  # a few rows: dict lookups, no index built
+            if len(cats) <= SMALL_ROWS:  # a few rows: dict lookups, no index built
                 lookup = self._level_lookup(name)
                 codes = np.fromiter((lookup.get(v, -1) for v in cats), np.float64, len(cats))
             else:

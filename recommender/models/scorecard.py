@@ -38,7 +38,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from recommender.columns import Role
-from recommender.data.dataset import FeatureSpec
+from recommender.data.dataset import SMALL_ROWS, FeatureSpec
 from recommender.models.base import (
     Table,
     category_values,
@@ -57,10 +57,6 @@ from recommender.models.base import (
 
 _FILE = "scorecard.json"
 _KIND = "scorecard"
-
-
-_SMALL = 256
-"""Up to this many rows, categories are binned by dict lookups rather than an index."""
 
 
 @dataclass
@@ -107,7 +103,7 @@ class FieldBins:
             idx[np.isnan(values)] = missing_bin
             return idx
         cats = category_values(X, self.name)
-        if len(cats) <= _SMALL:  # a dict lookup beats building an index for a few rows
+        if len(cats) <= SMALL_ROWS:  # a dict lookup beats building an index for a few rows
             codes, other = self._level_codes, len(self.levels)
             return np.fromiter(  # category_values gives None, only None, where missing
                 (missing_bin if v is None else codes.get(v, other) for v in cats),
