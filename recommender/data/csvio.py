@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -117,7 +118,14 @@ def read_csv_file(path: Path, file: str | None = None) -> pd.DataFrame:
 
 def row_of(frame: pd.DataFrame, position: int) -> int:
     """Return the spreadsheet row number of the ``position``-th data row of ``frame``."""
-    rows: list[int] | None = frame.attrs.get("rows")
+    return row_at(frame.attrs.get("rows"), position)
+
+
+def row_at(rows: Sequence[int] | None, position: int) -> int:
+    """Return the row number of the ``position``-th cell, given the cells' row numbers.
+
+    ``rows`` are the spreadsheet row numbers of the cells (None: data rows from row 2).
+    """
     if rows is not None and position < len(rows):
         return rows[position]
     return position + FIRST_ROW

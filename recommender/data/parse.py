@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from recommender.data.csvio import FIRST_ROW, row_of
+from recommender.data.csvio import row_at, row_of
 from recommender.errors import DataError
 
 #: Timestamps are held in nanoseconds, which cover the years 1678-2261.
@@ -29,16 +29,6 @@ _NAT = np.datetime64("NaT", "ns")
 def _file(frame: pd.DataFrame) -> str | None:
     name = frame.attrs.get("file")
     return str(name) if name is not None else None
-
-
-def row_at(rows: Sequence[int] | None, position: int) -> int:
-    """Return the row number of the ``position``-th cell (as :func:`row_of` does for a frame).
-
-    ``rows`` are the spreadsheet row numbers of the cells (None: data rows from row 2).
-    """
-    if rows is not None and position < len(rows):
-        return rows[position]
-    return position + FIRST_ROW
 
 
 def _rows(frame: pd.DataFrame) -> list[int] | None:

@@ -74,12 +74,11 @@ def _as_of_array(as_of: AsOf, n: int) -> np.ndarray:
     """
     if isinstance(as_of, (pd.Timestamp, np.datetime64, str)):
         out = np.full(n, pd.Timestamp(as_of).to_datetime64(), dtype="datetime64[ns]")
-    elif isinstance(as_of, np.ndarray) and as_of.dtype == np.dtype("datetime64[ns]"):
-        out = as_of  # already what pd.to_datetime would return (read, never written)
-        if out.shape != (n,):
-            raise DataError(f"as_of must be one time or {n} times, got shape {out.shape}")
     else:
-        out = pd.to_datetime(np.asarray(as_of)).to_numpy(dtype="datetime64[ns]")
+        if isinstance(as_of, np.ndarray) and as_of.dtype == np.dtype("datetime64[ns]"):
+            out = as_of  # already what pd.to_datetime would return (read, never written)
+        else:
+            out = pd.to_datetime(np.asarray(as_of)).to_numpy(dtype="datetime64[ns]")
         if out.shape != (n,):
             raise DataError(f"as_of must be one time or {n} times, got shape {out.shape}")
     if np.isnat(out).any():
