@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recommender.bundle import ModelBundle
 from recommender.columns import Columns, Outcome
@@ -85,6 +86,7 @@ def rep_ranking_part(
     split: pd.Timestamp,
     seed: int,
     p_test: np.ndarray,
+    train_rows: sp.csr_matrix | None = None,
 ) -> dict[str, Any] | None:
     """Rank of the winning rep among the reps seen in training, with baselines.
 
@@ -92,7 +94,8 @@ def rep_ranking_part(
     P(rep is given the lead | lead) * P(won | lead, rep): the assignment prior
     (:func:`assignment_prior`, the team's past routing) times the win probability (what
     routing maximises). ``components`` reports each factor's ranking alone.
-    ``p_test`` is the global score of every test lead (:func:`lead_probabilities`).
+    ``p_test`` is the global score of every test lead (:func:`lead_probabilities`);
+    ``train_rows`` may pass ``bundle.lead_matrix(train.leads)`` when already built.
     """
     if train.outcomes is None or test.outcomes is None or train.reps is None:
         return None
@@ -116,7 +119,7 @@ def rep_ranking_part(
     leads = test.leads.iloc[rows].reset_index(drop=True)
     base = p_test[rows]
     win = bundle.rep_probabilities(leads, seen, base_probability=base)
-    given = assignment_prior(bundle, train, pos, split, bundle.lead_matrix(leads))
+    given = assignment_prior(bundle, train, pos, split, bundle.lead_matrix(leads), train_rows)
     scores = win if given is None else win * given
     out.update(M.ranking_metrics(M.rank_of(truth, scores, seed=seed)))
     out["components"] = {
@@ -147,13 +150,15 @@ def assignment_prior(
     train: Dataset,
     rep_pos: dict[str, int],
     split: pd.Timestamp,
-    lead_rows: Any,
+    lead_rows: sp.csr_matrix,
+    train_rows: sp.csr_matrix | None = None,
 ) -> np.ndarray | None:
     """P(rep is given the lead) for ``lead_rows``, learned from the training assignments.
 
     Every training outcome row naming a rep of ``rep_pos`` is one assignment (won, lost
     or open; a (lead, rep) pair counts once), weighted by its lead's age at ``split``
-    (half-life :data:`RECENT_DAYS`). ``None`` where there is no such row.
+    (half-life :data:`RECENT_DAYS`). ``None`` where there is no such row. ``train_rows``
+    may pass ``bundle.lead_matrix(train.leads)`` when already built.
     """
     assert train.outcomes is not None
     o = train.outcomes
@@ -168,7 +173,10 @@ def assignment_prior(
     age = (np.datetime64(split) - created) / np.timedelta64(1, "D")
     reps = np.array([rep_pos[r] for r in pairs[Columns.REP].to_numpy()[known]], dtype=np.int64)
     prior = AssignmentPrior(half_life_days=RECENT_DAYS).fit(
-        bundle.lead_matrix(train.leads)[li], reps, age, len(rep_pos)
+        (bundle.lead_matrix(train.leads) if train_rows is None else train_rows)[li],
+        reps,
+        age,
+        len(rep_pos),
     )
     return prior.predict_proba(lead_rows)
 
@@ -243,9 +251,16 @@ def policy_part(test: Dataset) -> list[dict[str, Any]] | None:
 
 
 def placebo_part(
-    bundle: ModelBundle, train: Dataset, seed: int, p_train: np.ndarray
+    bundle: ModelBundle,
+    train: Dataset,
+    seed: int,
+    p_train: np.ndarray,
+    train_rows: sp.csr_matrix | None = None,
 ) -> dict[str, Any] | None:
-    """Real per-rep gain next to a rep-permuted placebo, on a time-ordered slice."""
+    """Real per-rep gain next to a rep-permuted placebo, on a time-ordered slice.
+
+    ``train_rows`` may pass ``bundle.lead_matrix(train.leads)`` when already built.
+    """
     if bundle.affinity is None or train.reps is None:
         return None
     rep_ids = list(bundle.model_reps)
@@ -261,7 +276,7 @@ def placebo_part(
         li,
         label,
         base[li],
-        bundle.lead_matrix(train.leads),
+        bundle.lead_matrix(train.leads) if train_rows is None else train_rows,
         rep_matrix,
         n_reps=len(rep_ids),
         order=order[li],
@@ -327,10 +342,16 @@ def evaluate(
             f"no lead was created at or after --split-time {split.isoformat()} (the last "
             f"one was at {last.isoformat()}): nothing to test, every measure is n/a"
         )
+    # the training leads' indicator rows, read by both the rep ranking and the placebo
+    ranked = len(test.leads) > 0 and train.reps is not None
+    ranked = ranked and train.outcomes is not None and test.outcomes is not None
+    train_rows = bundle.lead_matrix(train.leads) if ranked else None
     if len(test.leads):
         p_test = lead_probabilities(bundle, test)
         result["lead_score"] = lead_score_part(bundle, test, p_train, p_test)
-        result["rep_ranking"] = rep_ranking_part(bundle, train, test, split, cfg.seed, p_test)
+        result["rep_ranking"] = rep_ranking_part(
+            bundle, train, test, split, cfg.seed, p_test, train_rows
+        )
         result["win_probability"] = win_probability_part(bundle, train, test, p_test)
         result["routing_policies"] = policy_part(test)
     if result["lead_score"] is None:
@@ -340,7 +361,9 @@ def evaluate(
         result["lead_score"] = nulls
     if result["rep_ranking"] is not None and cfg.placebo:
         say("placebo check")
-        result["rep_ranking"]["placebo"] = placebo_part(bundle, train, cfg.seed, p_train)
+        result["rep_ranking"]["placebo"] = placebo_part(
+            bundle, train, cfg.seed, p_train, train_rows
+        )
     if result["rep_ranking"] is None:
         result["rep_ranking"] = _null_ranking()
     result["rep_ranking"].setdefault("placebo", None)  # not run (--no-placebo): same shape
