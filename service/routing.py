@@ -140,8 +140,7 @@ def _claim_batch(
     wanted = {(rep, row["day"]) for row, c in zip(rows, tries, strict=True) for rep, _ in c}
     states, used = repo.lock_capacity(conn, wanted)
     taken: dict[tuple[str, str], int] = {}
-    for k, (plan, candidates) in enumerate(zip(plans, tries, strict=True)):
-        row = rows[k]
+    for row, candidates in zip(rows, tries, strict=True):
         if not candidates:
             row["policy"] = "none"
             row["reason"] = row["reason"] or "no active rep with capacity"
@@ -160,7 +159,8 @@ def _claim_batch(
         else:
             if not last:
                 raise _Contended
-            rows[k] = _unassigned(plan, version)
+            row["policy"] = "none"
+            row["reason"] = "every candidate rep reached its capacity for the day"
     repo.add_load(conn, taken)
     return rows
 
@@ -330,11 +330,3 @@ def _store(
         old = [i for i in ids if i not in stored]  # routed before: their first assignment
         stored.update(repo.assignments_of(conn, old))
     return {i: _out(stored[i]) for i in ids}
-
-
-def _unassigned(plan: dict[str, Any], version: str) -> dict[str, Any]:
-    """The assignment row of a lead that no candidate rep could take."""
-    row = _assignment(plan, version)
-    row["policy"] = "none"
-    row["reason"] = "every candidate rep reached its capacity for the day"
-    return row

@@ -54,8 +54,9 @@ _USED = select(RepDayLoad.rep_id, RepDayLoad.day, RepDayLoad.count).where(
 # batch after a minute of load on the route bench, growing; 0.04 ms this way).
 _LIMITED = select(Rep.rep_id).where(Rep.capacity.is_not(None))
 _CAPACITY_OF = select(Rep.capacity).where(Rep.rep_id == RepDayLoad.rep_id).scalar_subquery()
-_USED_LIMITED = _USED.where(RepDayLoad.rep_id.in_(_LIMITED))
-_USED_TIGHT = _USED_LIMITED.where(RepDayLoad.count + bindparam("room") > _CAPACITY_OF)
+_USED_TIGHT = _USED.where(
+    RepDayLoad.rep_id.in_(_LIMITED), RepDayLoad.count + bindparam("room") > _CAPACITY_OF
+)
 _STAMP = select(func.max(Rep.updated_at), func.count()).select_from(Rep)
 
 # Claiming capacity: every candidate rep's capacity and flag with its counters on the
@@ -117,15 +118,13 @@ def used_counts(
     conn: Connection,
     days: Sequence[str],
     *,
-    limited_only: bool = False,
     room_below: int | None = None,
 ) -> dict[tuple[str, str], int]:
     """Leads already given to each rep on ``days``: ``{(rep_id, day): count}``.
 
     Args:
-        limited_only: only reps with a daily capacity (routing needs no other: an
-            unlimited rep is open whatever it took), which keeps the read small.
-        room_below: only reps with a daily capacity and fewer than this many leads of
+        room_below: only reps with a daily capacity (an unlimited rep is open whatever
+            it took) and fewer than this many leads of
             room left on the day. Routing ``n`` leads needs no other: a rep with room for
             all ``n`` routes exactly as one that took none (``recommender.routing``), so
             the planner reads a handful of nearly full reps instead of every counter.
@@ -133,10 +132,9 @@ def used_counts(
     if not days:
         return {}
     params: dict[str, Any] = {"days": list(days)}
+    statement = _USED
     if room_below is not None:
         statement, params["room"] = _USED_TIGHT, int(room_below)
-    else:
-        statement = _USED_LIMITED if limited_only else _USED
     rows = conn.execute(statement, params)
     return {(str(r), str(d)): int(n) for r, d, n in rows}
 

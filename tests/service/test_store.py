@@ -93,7 +93,7 @@ def test_used_counts_can_leave_out_reps_without_a_daily_capacity(engine: Engine)
         repo.add_load(conn, {("UC-1", "2030-03-01"): 1, ("UC-2", "2030-03-01"): 1})
     with read_transaction(engine) as conn:
         every = repo.used_counts(conn, ["2030-03-01"])
-        limited = repo.used_counts(conn, ["2030-03-01"], limited_only=True)
+        limited = repo.used_counts(conn, ["2030-03-01"], room_below=10**9)
     assert every == {("UC-1", "2030-03-01"): 1, ("UC-2", "2030-03-01"): 1}
     assert limited == {("UC-1", "2030-03-01"): 1}
     # UC-1 has 3 leads of room: a batch of 3 cannot fill it, one of 4 can.
