@@ -50,8 +50,9 @@ _USED = select(RepDayLoad.rep_id, RepDayLoad.day, RepDayLoad.count).where(
     RepDayLoad.day.in_(bindparam("days", expanding=True))
 )
 # Counters of reps with a capacity, found through the (rep_id, day) primary key from the
-# few limited reps: a join led SQLite to walk every counter of the days instead (4.7 ms a
-# batch after a minute of load on the route bench, growing; 0.04 ms this way).
+# few limited reps: a join led SQLite to walk every counter of the batch's days instead,
+# a cost that grew with the store (bench/bench_service.py --repeat 3: route throughput
+# fell from one measurement to the next before, and holds steady this way).
 _LIMITED = select(Rep.rep_id).where(Rep.capacity.is_not(None))
 _CAPACITY_OF = select(Rep.capacity).where(Rep.rep_id == RepDayLoad.rep_id).scalar_subquery()
 _USED_TIGHT = _USED.where(
