@@ -52,7 +52,7 @@ from sklearn.metrics import roc_auc_score
 from recommender.columns import Columns, Outcome
 from recommender.config import AFFINITY_CROSSES, TrainConfig
 from recommender.data.load import load_dataset
-from recommender.data.simulate import load_truth, simulate
+from recommender.data.simulate import knowable_base_logit, load_truth, simulate
 from recommender.pipeline import fit_bundle, interactions, restrict, training_as_of
 from recommender.scoring import clip_probability, logit
 
@@ -62,7 +62,7 @@ ORACLE_K = 2.0
 
 def dataset_folder(cache: Path, leads: int, reps: int, seed: int, rep_effect: float) -> Path:
     """Simulate (or reuse) the dataset folder for these parameters under ``cache``."""
-    out = cache / f"sim_l{leads}_r{reps}_s{seed}_e{rep_effect:g}"
+    out = cache / f"sim_l{leads}_r{reps}_s{seed}_e{rep_effect:g}_v2"  # v2: truth has latent
     if not (out / "truth" / "truth.json").is_file():
         simulate(out, n_leads=leads, n_reps=reps, seed=seed, rep_effect=rep_effect)
     return out
@@ -127,6 +127,7 @@ class Setup:
     rj: np.ndarray
     y: np.ndarray
     base_true: np.ndarray
+    p_knowable: np.ndarray | None
 
 
 def prepare(folder: Path, cfg: TrainConfig, test_share: float) -> Setup:
@@ -164,8 +165,27 @@ def prepare(folder: Path, cfg: TrainConfig, test_share: float) -> Setup:
     rj = np.array([rpos[v] for v in rows[Columns.REP]], dtype=np.int64)
     y = (rows[Columns.OUTCOME].to_numpy() == Outcome.WON).astype(int)
     base_true = 1.0 / (1.0 + np.exp(-truth.base_logit[[pos[lead_ids[i]] for i in li]]))
+    p_knowable = None
+    if truth.latent is not None:  # folders simulated before the latent was recorded lack it
+        known = knowable_base_logit(truth, leads, ds.events, as_of)
+        p_knowable = truth.probability(lead_ids, seen, base_logit=known)
     return Setup(
-        ds, truth, train, bundle, cfg, t_fit, leads, base, seen, p_true, seg, li, rj, y, base_true
+        ds,
+        truth,
+        train,
+        bundle,
+        cfg,
+        t_fit,
+        leads,
+        base,
+        seen,
+        p_true,
+        seg,
+        li,
+        rj,
+        y,
+        base_true,
+        p_knowable,
     )
 
 
@@ -206,6 +226,11 @@ def measure(folder: Path, cfg: TrainConfig, test_share: float) -> dict[str, floa
         "auc_truth": float(roc_auc_score(s.y, s.p_true[s.li, s.rj])),
         "auc_global": float(roc_auc_score(s.y, s.base[s.li])),
         "auc_truth_no_rep": float(roc_auc_score(s.y, s.base_true)),
+        "auc_truth_knowable": (
+            float(roc_auc_score(s.y, s.p_knowable[s.li, s.rj]))
+            if s.p_knowable is not None
+            else float("nan")
+        ),
         "spearman_oracle": q_oracle["spearman_all"],
         "spearman_within_oracle": q_oracle["spearman_within"],
         "auc_oracle": q_oracle["auc_model"],
@@ -264,6 +289,10 @@ def main() -> None:
         f"  AUC model {r['auc_model']:.4f} | truth {r['auc_truth']:.4f} "
         f"(gap {r['auc_truth'] - r['auc_model']:+.4f}) | global score only "
         f"{r['auc_global']:.4f} | truth without rep part {r['auc_truth_no_rep']:.4f}"
+    )
+    print(
+        f"  truth knowable at scoring time (no latent intent, events before as_of only) "
+        f"{r['auc_truth_knowable']:.4f} (gap {r['auc_truth_knowable'] - r['auc_model']:+.4f})"
     )
     print(f"  strength {r['strength']:.3f} (z {r['z']:.1f})")
     print(

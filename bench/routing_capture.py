@@ -38,7 +38,7 @@ import pandas as pd
 from recommender import routing
 from recommender.config import TrainConfig
 from recommender.data.load import load_dataset
-from recommender.data.simulate import load_truth, simulate
+from recommender.data.simulate import knowable_base_logit, load_truth, simulate
 from recommender.pipeline import train
 
 
@@ -75,10 +75,18 @@ def capture(
     ours = np.array([pos[x] if isinstance(x, str) else -1 for x in routed["rep_id"]])
     rates = {"random": true_rate(p, random), "leadrank": true_rate(p, ours)}
     rates["oracle"] = true_rate(p, oracle)
+    # The same oracle told only what can be known when the lead is routed: no latent
+    # intent, only the events before created_at + the horizon (as the model is scored).
+    as_of = test["created_at"].to_numpy() + np.timedelta64(int(cfg.horizon_days * 86400), "s")
+    known = knowable_base_logit(truth, test, ds.events, as_of)
+    p_known = truth.probability(test["lead_id"].astype(str).tolist(), rep_ids, base_logit=known)
+    rates["oracle_knowable"] = true_rate(p, routing.route(p_known, **common).rep_index)
     affinity = bundle.manifest["metrics"].get("affinity") or {}
     return {
         **rates,
         "share": (rates["leadrank"] - rates["random"]) / (rates["oracle"] - rates["random"]),
+        "share_knowable": (rates["leadrank"] - rates["random"])
+        / (rates["oracle_knowable"] - rates["random"]),
         "strength": float(affinity.get("strength") or 0.0),
         "train_leads": float((ds.leads["created_at"] < split).sum()),
         "test_leads": float(len(test)),
@@ -106,7 +114,7 @@ def main() -> None:
         f"(1.2 x the leads of a day / active reps), split {args.split}"
     )
     for n in args.leads:
-        folder = args.cache / f"team_r{args.reps}_l{n}_s{args.seed}"
+        folder = args.cache / f"team_r{args.reps}_l{n}_s{args.seed}_v2"  # v2: truth has latent
         if not (folder / "truth" / "truth.json").is_file():
             simulate(folder, n_leads=n, n_reps=args.reps, seed=args.seed)
         for crosses in args.crosses:
@@ -115,7 +123,9 @@ def main() -> None:
             print(
                 f"  {n:>7} leads ({r['train_leads']:.0f} train, {r['test_leads']:.0f} routed) "
                 f"crosses={crosses:<12} true rate random {r['random']:.4f} leadrank "
-                f"{r['leadrank']:.4f} oracle {r['oracle']:.4f} | share {r['share']:.2f} | "
+                f"{r['leadrank']:.4f} oracle {r['oracle']:.4f} (knowable "
+                f"{r['oracle_knowable']:.4f}) | share {r['share']:.2f} (of the knowable "
+                f"oracle's {r['share_knowable']:.2f}) | "
                 f"strength {r['strength']:.2f} | train {r['fit_s']:.0f} s",
                 flush=True,
             )

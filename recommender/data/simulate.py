@@ -172,6 +172,8 @@ class Truth:
         affinity: additive logit effect of rep x segment, shape (n_reps, n_segments).
         rep_bias: additive logit effect of each rep overall, shape (n_reps,).
         params: the parameters of ``truth/truth.json`` (seed, rep_effect, half-life, ...).
+        latent: the unobserved intent part of ``fit_logit``, shape (n_leads,); None for a
+            folder written before it was recorded.
     """
 
     lead_ids: np.ndarray
@@ -183,15 +185,22 @@ class Truth:
     affinity: np.ndarray
     rep_bias: np.ndarray
     params: dict[str, Any]
+    latent: np.ndarray | None = None
 
     def probability(
-        self, lead_ids: Sequence[str] | None = None, rep_ids: Sequence[str] | None = None
+        self,
+        lead_ids: Sequence[str] | None = None,
+        rep_ids: Sequence[str] | None = None,
+        *,
+        base_logit: np.ndarray | None = None,
     ) -> np.ndarray:
         """Return the true P(won) of each lead if worked by each rep.
 
         Args:
             lead_ids: leads to score (default: all, in order).
             rep_ids: reps to score with (default: all, in order).
+            base_logit: the leads' base logits to use instead of the truth's, one per
+                selected lead (for example :func:`knowable_base_logit`).
 
         Returns:
             float64 matrix (len(lead_ids), len(rep_ids)):
@@ -202,12 +211,61 @@ class Truth:
         """
         li = _positions(self.lead_ids, lead_ids, "lead")
         ri = _positions(self.rep_ids, rep_ids, "rep")
+        base = self.base_logit[li] if base_logit is None else np.asarray(base_logit, float)
+        if base.shape != li.shape:
+            raise ValueError(f"base_logit has shape {base.shape}, expected {li.shape}")
         logit = (
-            self.base_logit[li][:, None]
+            base[:, None]
             + self.rep_bias[ri][None, :]
             + self.affinity[ri][:, self.lead_segment[li]].T
         )
         return _sigmoid(logit)
+
+
+def knowable_base_logit(
+    truth: Truth, leads: pd.DataFrame, events: pd.DataFrame, as_of: np.ndarray
+) -> np.ndarray:
+    """Return the truth's base logit of some leads from what is known at ``as_of``.
+
+    The truth's own formula, but without the unobserved latent intent and counting only the
+    events that happened before each lead's ``as_of`` (decayed to the decision time, as the
+    truth decays them). It is what a model scoring at ``as_of`` could at best plug in: a
+    fairer reference for a score's AUC than the truth, whose latent intent and later events
+    no model can see. It is not a strict ceiling (early events also hint at the latent).
+
+    Args:
+        truth: the dataset's truth (written with its latent intent).
+        leads: the leads (``lead_id``, ``created_at`` datetime64), n rows.
+        events: the dataset's events (``lead_id``, ``at`` datetime64, ``weight`` or NaN
+            for 1.0), as :func:`recommender.data.load.load_dataset` reads them.
+        as_of: the scoring time of each lead, datetime64 of shape (n,).
+
+    Returns:
+        float64 array (n,), in the order of ``leads``.
+
+    Raises:
+        ValueError: the truth has no latent intent (a folder written before it was kept).
+        UnknownIdError: a lead id not in the truth.
+    """
+    if truth.latent is None:
+        raise ValueError("this truth predates the recorded latent intent; simulate it again")
+    ids = leads[Columns.LEAD].astype(str).tolist()
+    li = _positions(truth.lead_ids, ids, "lead")
+    pos = pd.Series(np.arange(len(ids)), index=ids)
+    ev_lead = events[Columns.LEAD].astype(str).map(pos)
+    keep = ev_lead.notna().to_numpy()
+    k = ev_lead.to_numpy()[keep].astype(np.int64)
+    at = events[Columns.AT].to_numpy()[keep].astype("datetime64[s]")
+    weight = pd.to_numeric(events[Columns.WEIGHT]).fillna(1.0).to_numpy()[keep]
+    as_of = np.asarray(as_of).astype("datetime64[s]")
+    created = leads[Columns.CREATED].to_numpy().astype("datetime64[s]")
+    t_ref = created + np.timedelta64(int(truth.params["decision_days"] * DAY_S), "s")
+    age_days = (t_ref[k] - at).astype(np.float64) / DAY_S
+    decayed = weight * 2.0 ** (-np.maximum(age_days, 0.0) / truth.params["half_life_days"])
+    decayed = np.where((at < as_of[k]) & (age_days >= 0), decayed, 0.0)
+    engagement = np.bincount(k, weights=decayed, minlength=len(ids))
+    fit = truth.fit_logit[li] - truth.latent[li]
+    return np.asarray(fit + truth.params["engagement_coef"] * np.log1p(engagement))
 
 
 def _positions(known: np.ndarray, wanted: Sequence[str] | None, kind: str) -> np.ndarray:
@@ -315,6 +373,7 @@ def _leads(
     raw_intent = rng.normal(0.0, 1.0, n)
     pages = rng.poisson(np.exp(0.8 + 0.4 * raw_intent)).astype(np.float64)
     pages[source == [s[0] for s in _SOURCES].index("cold_list")] = np.nan  # never visited
+    latent = rng.normal(0.0, LATENT_SD, n)
     fit = (
         INTERCEPT
         + _col(_SOURCES, 2).astype(np.float64)[source]
@@ -322,7 +381,7 @@ def _leads(
         + np.where(function < 0, 0.0, _col(_FUNCTIONS, 2).astype(np.float64)[function])
         + comp["fit"][company]
         + 0.2 * np.log1p(np.nan_to_num(pages))
-        + rng.normal(0.0, LATENT_SD, n)
+        + latent
     )
     z = (fit - fit.mean()) / (fit.std() + 1e-12)
     intent = 0.35 * z + math.sqrt(1 - 0.35**2) * raw_intent
@@ -337,6 +396,7 @@ def _leads(
         "form_fill_seconds": np.round(np.exp(rng.normal(3.5, 0.6, n)), 1),
         "browser": _pick(rng, _BROWSERS, n),
         "fit": fit,
+        "latent": latent,
         "intent": intent,
         "segment": comp["segment"][company],
     }
@@ -653,6 +713,7 @@ def _write_truth(folder: Path, w: dict[str, Any], params: dict[str, Any]) -> Non
             Columns.LEAD: w["lead_ids"],
             "segment": seg_names[leads["segment"]],
             "fit_logit": _fmt(leads["fit"]),
+            "latent": _fmt(leads["latent"]),
             "engagement": _fmt(ev["engagement"]),
             "base_logit": _fmt(w["base"]),
         },
@@ -873,4 +934,5 @@ def load_truth(out: Path | str) -> Truth:
         affinity=matrix.to_numpy(dtype=np.float64),
         rep_bias=reps["rep_bias"].to_numpy(dtype=np.float64),
         params=params,
+        latent=leads["latent"].to_numpy(dtype=np.float64) if "latent" in leads else None,
     )

@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 
 from recommender.columns import Columns, Files, Outcome
+from recommender.data.load import load_dataset
 from recommender.data.simulate import (
     SEGMENTS,
     TRUTH_DIR,
     SimulationSummary,
     Truth,
+    knowable_base_logit,
     load_truth,
     simulate,
 )
@@ -213,6 +215,34 @@ def test_engagement_is_rebuilt_from_events_csv(sim: tuple[Path, SimulationSummar
     np.testing.assert_allclose(rebuilt, truth_leads["engagement"], rtol=1e-6, atol=1e-9)
     expected = truth_leads["fit_logit"] + params["engagement_coef"] * np.log1p(rebuilt)
     np.testing.assert_allclose(truth_leads["base_logit"], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_knowable_base_logit_is_the_truth_without_what_is_unseen(
+    sim: tuple[Path, SimulationSummary],
+) -> None:
+    out, _ = sim
+    ds = load_dataset(out)
+    truth = load_truth(out)
+    leads = ds.leads.iloc[::7].reset_index(drop=True)
+    ids = leads[Columns.LEAD].astype(str).tolist()
+    li = pd.Series(np.arange(len(truth.lead_ids)), index=truth.lead_ids)[ids].to_numpy()
+    assert truth.latent is not None and truth.latent.std() > 0.2
+    created = leads[Columns.CREATED].to_numpy().astype("datetime64[s]")
+    t_ref = created + np.timedelta64(int(truth.params["decision_days"] * 86400), "s")
+    # every event up to the decision counted: the truth less its latent intent
+    full = knowable_base_logit(truth, leads, ds.events, t_ref + np.timedelta64(1, "s"))
+    np.testing.assert_allclose(full + truth.latent[li], truth.base_logit[li], atol=1e-6)
+    # nothing known yet: the fit without the latent
+    none = knowable_base_logit(truth, leads, ds.events, created)
+    np.testing.assert_allclose(none, truth.fit_logit[li] - truth.latent[li], atol=1e-9)
+    # in between: engagement only grows with what is known
+    mid = knowable_base_logit(truth, leads, ds.events, created + np.timedelta64(7 * 86400, "s"))
+    assert np.all(none <= mid + 1e-12) and np.all(mid <= full + 1e-12)
+    assert np.any(mid < full - 1e-3)
+    p = truth.probability(ids, list(truth.rep_ids[:3]), base_logit=mid)
+    assert p.shape == (len(ids), 3)
+    with pytest.raises(ValueError, match="base_logit"):
+        truth.probability(ids, base_logit=mid[:-1])
 
 
 def test_segment_is_visible_in_the_features(sim: tuple[Path, SimulationSummary]) -> None:
