@@ -167,6 +167,7 @@ def prepare(folder: Path, cfg: TrainConfig, test_share: float) -> Setup:
     base_true = 1.0 / (1.0 + np.exp(-truth.base_logit[[pos[lead_ids[i]] for i in li]]))
     p_knowable = None
     if truth.latent is not None:  # folders simulated before the latent was recorded lack it
+        assert ds.events is not None  # a simulated folder always has events
         known = knowable_base_logit(truth, leads, ds.events, as_of)
         p_knowable = truth.probability(lead_ids, seen, base_logit=known)
     return Setup(

@@ -78,6 +78,7 @@ def capture(
     # The same oracle told only what can be known when the lead is routed: no latent
     # intent, only the events before created_at + the horizon (as the model is scored).
     as_of = test["created_at"].to_numpy() + np.timedelta64(int(cfg.horizon_days * 86400), "s")
+    assert ds.events is not None  # a simulated folder always has events
     known = knowable_base_logit(truth, test, ds.events, as_of)
     p_known = truth.probability(test["lead_id"].astype(str).tolist(), rep_ids, base_logit=known)
     rates["oracle_knowable"] = true_rate(p, routing.route(p_known, **common).rep_index)
