@@ -34,12 +34,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from affinity_quality import oracle_probabilities  # bench/ is on the path when run
 
 from recommender import routing
 from recommender.config import TrainConfig
 from recommender.data.load import load_dataset
 from recommender.data.simulate import knowable_base_logit, load_truth, simulate
-from recommender.pipeline import train
+from recommender.pipeline import restrict, train
+from recommender.scoring import clip_probability
 
 
 def true_rate(p: np.ndarray, chosen: np.ndarray) -> float:
@@ -75,19 +77,33 @@ def capture(
     ours = np.array([pos[x] if isinstance(x, str) else -1 for x in routed["rep_id"]])
     rates = {"random": true_rate(p, random), "leadrank": true_rate(p, ours)}
     rates["oracle"] = true_rate(p, oracle)
-    # The same oracle told only what can be known when the lead is routed: no latent
-    # intent, only the events before created_at + the horizon (as the model is scored).
-    as_of = test["created_at"].to_numpy() + np.timedelta64(int(cfg.horizon_days * 86400), "s")
+    # The same oracle told only what can be known when the lead is routed, on arrival:
+    # no latent intent and no events yet (leadrank routes them without events too).
+    as_of = test["created_at"].to_numpy()
     assert ds.events is not None  # a simulated folder always has events
     known = knowable_base_logit(truth, test, ds.events, as_of)
     p_known = truth.probability(test["lead_id"].astype(str).tolist(), rep_ids, base_logit=known)
     rates["oracle_knowable"] = true_rate(p, routing.route(p_known, **common).rep_index)
+    # What the outcomes can teach at best: the segment oracle of bench/affinity_quality.py
+    # (told each lead's true segment, it estimates each rep's effect there from the same
+    # training outcomes against the same global score), routed greedily, no exploration.
+    seen = sorted(set(restrict(ds, split).outcomes["rep_id"].dropna()))
+    base = clip_probability(bundle.score(test)["probability"].to_numpy())
+    tpos = {v: i for i, v in enumerate(truth.lead_ids.tolist())}
+    seg = truth.lead_segment[[tpos[v] for v in test["lead_id"].astype(str)]]
+    p_seg = np.repeat(base[:, None], len(rep_ids), axis=1)
+    p_seg[:, [pos[r] for r in seen]] = oracle_probabilities(
+        bundle, restrict(ds, split), truth, seen, base, seg, cfg
+    )
+    rates["segment_oracle"] = true_rate(p, routing.route(p_seg, **common).rep_index)
     affinity = bundle.manifest["metrics"].get("affinity") or {}
     return {
         **rates,
         "share": (rates["leadrank"] - rates["random"]) / (rates["oracle"] - rates["random"]),
         "share_knowable": (rates["leadrank"] - rates["random"])
         / (rates["oracle_knowable"] - rates["random"]),
+        "share_segment_oracle": (rates["segment_oracle"] - rates["random"])
+        / (rates["oracle"] - rates["random"]),
         "strength": float(affinity.get("strength") or 0.0),
         "train_leads": float((ds.leads["created_at"] < split).sum()),
         "test_leads": float(len(test)),
@@ -101,6 +117,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--leads", type=int, nargs="+", default=[25_000, 100_000, 250_000])
     ap.add_argument("--crosses", nargs="+", default=["none", "firmographic"])
+    ap.add_argument("--engine", nargs="+", default=[TrainConfig().affinity_engine])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--explore", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
@@ -118,15 +135,21 @@ def main() -> None:
         folder = args.cache / f"team_r{args.reps}_l{n}_s{args.seed}_v2"  # v2: truth has latent
         if not (folder / "truth" / "truth.json").is_file():
             simulate(folder, n_leads=n, n_reps=args.reps, seed=args.seed)
-        for crosses in args.crosses:
-            cfg = TrainConfig(seed=args.seed, n_threads=args.threads, affinity_crosses=crosses)
+        for engine, crosses in ((e, c) for e in args.engine for c in args.crosses):
+            cfg = TrainConfig(
+                seed=args.seed,
+                n_threads=args.threads,
+                affinity_crosses=crosses,
+                affinity_engine=engine,
+            )
             r = capture(folder, split, cfg, args.explore)
             print(
                 f"  {n:>7} leads ({r['train_leads']:.0f} train, {r['test_leads']:.0f} routed) "
-                f"crosses={crosses:<12} true rate random {r['random']:.4f} leadrank "
+                f"{engine} crosses={crosses:<12} true rate random {r['random']:.4f} leadrank "
                 f"{r['leadrank']:.4f} oracle {r['oracle']:.4f} (knowable "
                 f"{r['oracle_knowable']:.4f}) | share {r['share']:.2f} (of the knowable "
-                f"oracle's {r['share_knowable']:.2f}) | "
+                f"oracle's {r['share_knowable']:.2f}; the segment oracle "
+                f"{r['share_segment_oracle']:.2f}) | "
                 f"strength {r['strength']:.2f} | train {r['fit_s']:.0f} s",
                 flush=True,
             )
