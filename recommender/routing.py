@@ -268,7 +268,47 @@ def route(
     used_by_day = _group_used(used, m)
     floor_got = np.zeros(m, dtype=np.int64)
     n_model_seen = 0
-    for d in np.unique(days):
+    uniq, counts = np.unique(days, return_counts=True)
+    # Days with one lead, all by the model's greedy pass, go through in runs (one set of
+    # array operations per run, not per day: a batch of live requests spans many days).
+    lone = (counts == 1) & (explore == 0 and holdout == 0 and fairness_floor == 0)
+    lone &= method != "optimal" and m > 0
+    first = np.argsort(days, kind="stable")[np.cumsum(counts) - counts]
+    k = 0
+    while k < uniq.size:
+        if lone[k]:
+            end = k + 1
+            while end < uniq.size and lone[end]:
+                end += 1
+            rows = first[k:end]
+            used_rows = np.zeros((rows.size, m), dtype=np.int64)
+            for r, d in enumerate(uniq[k:end]):
+                if int(d) in used_by_day:
+                    used_rows[r] = used_by_day[int(d)]
+            rem = np.where(unlimited[None, :], n, cap[None, :] - used_rows).astype(np.int64)
+            np.clip(rem, 0, None, out=rem)
+            open_rows = allowed[rows] & (rem > 0)
+            chosen = _greedy_lone(weight[rows], allowed[rows] & (rem != 0), tie_rng)
+            placed = chosen >= 0
+            rep_index[rows[placed]] = chosen[placed]
+            policy[rows[placed]] = MODEL
+            floor_got += np.bincount(chosen[placed], minlength=m)
+            propensity[rows[placed]] = _propensity(
+                prob[rows[placed]],
+                None,
+                open_rows[placed],
+                chosen[placed],
+                np.ones(int(placed.sum()), dtype=bool),
+                (holdout, explore, 1.0 - holdout - explore),
+                propensity_samples,
+                prop_rng,
+            )
+            for i, d in zip(rows[~placed], uniq[k:end][~placed], strict=True):
+                reason[i] = _reason(int(i), elig, act, int(d), day_label, eligible_why)
+            k = end
+            continue
+        d = uniq[k]
+        k += 1
         idx = np.flatnonzero(days == d)
         used_today = used_by_day.get(int(d), np.zeros(m, dtype=np.int64))
         # an unlimited rep has room for every lead, whatever it took earlier today
@@ -526,6 +566,18 @@ def _reason(
     if not (elig[i] & act).any():
         return "no eligible rep is active"
     return f"all eligible reps at capacity on {day_label(d)}"
+
+
+def _greedy_lone(weight: FloatArray, ok: BoolArray, rng: np.random.Generator) -> IntArray:
+    """Each row a lone lead of its own day: its best ``ok`` rep, -1 if none.
+
+    What :func:`_solve_greedy` answers for each row alone, with the seeded tie jitter
+    drawn row after row from ``rng`` as the per-day loop of :func:`route` draws it.
+    """
+    scale = np.maximum(np.abs(weight).max(axis=1), 1.0)  # values can be large
+    jitter = rng.random(weight.shape) * (TIE_JITTER * scale)[:, None]
+    best = np.argmax(np.where(ok, weight + jitter, -1.0), axis=1)
+    return np.where(ok[np.arange(best.size), best], best, -1).astype(np.int64)
 
 
 def _solve_greedy(
