@@ -272,6 +272,23 @@ def test_events_are_stored(server: Server) -> None:
     assert scored.status_code == 200
 
 
+def test_moment_outside_what_the_model_reads_is_422_not_a_later_500(server: Server) -> None:
+    # an event dated year 16 used to be stored, then every read of the lead's events
+    # (a rep's list, scoring, routing) failed with a 500
+    lead_id = f"EV{next(_ids)}"
+    c = server.client("router")
+    for at in ("0016-05-01T00:00:00", "9999-01-01T00:00:00Z", "1600-01-01T00:00:00+05:00"):
+        response = c.post(
+            "/v1/events", json={"events": [{"lead_id": lead_id, "event": "x", "at": at}]}
+        )
+        assert response.status_code == 422, (at, response.text)
+        assert fields(response) == ["events[0].at"]
+    outcome = {"lead_id": lead_id, "rep_id": "R001", "outcome": "won", "closed_at": "0016-01-01"}
+    response = c.post("/v1/outcomes", json={"outcomes": [outcome]})
+    assert response.status_code == 422 and fields(response) == ["outcomes[0].closed_at"]
+    assert count(server, EventRow, lead_id=lead_id) == 0
+
+
 # ---------------------------------------------------------------- bad input
 def test_bad_bodies_are_422_naming_the_field(server: Server) -> None:
     c = server.client("admin")
