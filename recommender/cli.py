@@ -108,7 +108,9 @@ EventsOpt = Annotated[
 
 CROSSES_DEFAULT = "firmographic"
 """``--crosses`` default: ``TrainConfig.affinity_crosses``'s (kept equal by a test)."""
-EngineOpt = Annotated[str, typer.Option(help="Affinity engine: lightfm, implicit or pair.")]
+EngineOpt = Annotated[
+    str, typer.Option(help="Affinity engine: lightfm, implicit, pair or lowrank.")
+]
 CrossesOpt = Annotated[
     str,
     typer.Option(

@@ -19,8 +19,10 @@ class TrainConfig:
         horizon_days: a training lead's engagement is taken as of ``created_at`` plus this
             many days (never after its outcome closed); new leads are scored as of the same
             point, or now if sooner.
-        affinity_engine: ``lightfm`` (default), ``implicit`` or ``pair`` (penalised
-            per-(rep, feature value) logistic model; see ``models/affinity_pair.py``).
+        affinity_engine: ``lightfm`` (default), ``implicit``, ``pair`` (penalised
+            per-(rep, feature value) logistic model; see ``models/affinity_pair.py``) or
+            ``lowrank`` (the same with a trace-norm penalised shared map of the features,
+            over the global score; see ``models/affinity_lowrank.py``).
         affinity_crosses: crossed indicators in the affinity model's lead representation,
             so that a model summing per-feature factors can express a rep's affinity to a
             *pair* of values (large software firms but not small ones): ``none``,

@@ -39,7 +39,7 @@ from recommender.errors import ModelFolderError, NotFittedError
 from recommender.models.base import init_params
 
 FloatArray = np.ndarray
-ENGINES = ("lightfm", "implicit", "pair")
+ENGINES = ("lightfm", "implicit", "pair", "lowrank")
 _FORMAT = "leadrank.affinity/1"
 
 
@@ -160,6 +160,10 @@ def make_engine(
         from recommender.models.affinity_pair import PairAffinity
 
         return PairAffinity(n_components=n_components, seed=seed, n_threads=n_threads)
+    if engine == "lowrank":
+        from recommender.models.affinity_lowrank import LowRankAffinity
+
+        return LowRankAffinity(n_components=n_components, seed=seed, n_threads=n_threads)
     raise ValueError(f"unknown affinity engine '{engine}'; expected one of {ENGINES}")
 
 
@@ -177,6 +181,10 @@ def engine_class(engine: str) -> Any:
         from recommender.models.affinity_pair import PairAffinity
 
         return PairAffinity
+    if engine == "lowrank":
+        from recommender.models.affinity_lowrank import LowRankAffinity
+
+        return LowRankAffinity
     raise ModelFolderError(f"unknown affinity engine '{engine}'")
 
 
@@ -349,6 +357,11 @@ def empirical_bayes_k(
     if tau2 <= 0.0 or s_bar <= 0.0:
         return 1e6, 0.0
     return float(np.clip(s2 / (tau2 * s_bar), 1.0, 1e6)), tau2
+
+
+def _offset_kw(engine: AffinityModel, offset: FloatArray) -> dict[str, FloatArray]:
+    """``{"offset": offset}`` for an engine that fits over an offset, else nothing."""
+    return {"offset": offset} if getattr(engine, "takes_offset", False) else {}
 
 
 def split_rows(
@@ -572,8 +585,12 @@ class RepAffinity:
         report: dict[str, Any] = {"n_rows": len(r), "n_valid": len(va)}
         strength, z_stat = 0.0, 0.0
         z = np.zeros(0)
+        eng: AffinityModel | None = None
         if len(va) >= 20 and len(tr) >= 20 and 0 < y[va].sum() < len(va) and y[tr].std() > 0:
-            eng = self._new_engine().fit(r[tr], i[tr], y[tr], x, rep_features, n_reps=n_reps)
+            eng = self._new_engine()
+            eng = eng.fit(
+                r[tr], i[tr], y[tr], x, rep_features, n_reps=n_reps, **_offset_kw(eng, base[tr])
+            )
             k_tr = self._k(r[tr], x[i[tr]], y[tr], base[tr], n_reps)
             weights = self._rep_weights(
                 eng, self._shrink(np.bincount(r[tr], minlength=n_reps), k_tr)
@@ -588,8 +605,18 @@ class RepAffinity:
                 fitted_slope=float(beta),
             )
         fit_rows = np.arange(len(r)) if self.refit else tr
-        self.engine_ = self._new_engine().fit(
-            r[fit_rows], i[fit_rows], y[fit_rows], x, rep_features, n_reps=n_reps
+        engine = self._new_engine()
+        if eng is not None and hasattr(eng, "tuned_params"):  # reuse what was tuned
+            for name, value in eng.tuned_params().items():
+                setattr(engine, name, value)
+        self.engine_ = engine.fit(
+            r[fit_rows],
+            i[fit_rows],
+            y[fit_rows],
+            x,
+            rep_features,
+            n_reps=n_reps,
+            **_offset_kw(engine, base[fit_rows]),
         )
         self.counts_ = np.bincount(r[fit_rows], minlength=n_reps).astype(np.float64)
         self.k_, self.tau2_ = self._k_tau(

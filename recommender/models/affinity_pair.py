@@ -25,6 +25,7 @@ the global score in the combiner anyway).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -89,6 +90,30 @@ def fit_logistic(
     return np.asarray(res.x, dtype=np.float64)
 
 
+def pick_penalty(
+    grid: tuple[float, ...],
+    fit: Callable[[float, FloatArray | None], FloatArray],
+    valid_logit: Callable[[FloatArray], FloatArray],
+    y_valid: FloatArray,
+    offset_valid: FloatArray,
+) -> tuple[float, bool, dict[str, Any]]:
+    """Pick the penalty of ``grid`` with the lowest held-out log loss.
+
+    Fits from the strongest penalty to the weakest, each warm-started from the last
+    (``fit(penalty, start)`` returns the weights, ``valid_logit(weights)`` the held-out
+    logits). Returns the best penalty, whether it beats the offset alone on the held-out
+    rows, and a report of every loss.
+    """
+    lead_only = float(log_loss_rows(y_valid, offset_valid).mean())
+    losses: dict[float, float] = {}
+    w: FloatArray | None = None
+    for lam in sorted(grid, reverse=True):
+        w = fit(lam, w)
+        losses[lam] = float(log_loss_rows(y_valid, valid_logit(w)).mean())
+    best = min(losses, key=lambda k: losses[k])
+    return best, losses[best] < lead_only, {"valid_log_loss": losses, "valid_lead_only": lead_only}
+
+
 class PairAffinity(EmbeddingAffinity):
     """Per-(rep, lead feature value) effects by penalised logistic regression, low-rank.
 
@@ -106,6 +131,11 @@ class PairAffinity(EmbeddingAffinity):
         seed: seed of the held-out split.
         n_threads: BLAS threads while scoring.
     """
+
+    format_name = _FORMAT
+    """The ``format`` written into ``model.json`` and required on ``load``."""
+    takes_offset = False
+    """Whether :class:`RepAffinity` passes the global score's logit as ``offset``."""
 
     def __init__(
         self,
@@ -140,10 +170,14 @@ class PairAffinity(EmbeddingAffinity):
         rep_features: sp.csr_matrix | None = None,
         *,
         n_reps: int,
+        offset: np.ndarray | None = None,
     ) -> Self:
         """Fit on interactions (label 1.0 won, 0.0 lost); replaces any earlier fit.
 
-        ``rep_features`` is checked for shape but not used.
+        ``rep_features`` is checked for shape but not used. ``offset`` (one logit per
+        interaction, for example the global score's) replaces the lead-only stage; the
+        lead bias of the representations is then 0. :class:`RepAffinity` passes it to
+        engines whose ``takes_offset`` is true.
 
         Raises:
             ValueError: bad shapes, indices or labels (see ``check_interactions``), a
@@ -159,30 +193,45 @@ class PairAffinity(EmbeddingAffinity):
             raise ValueError(f"rep_features has {rep_features.shape[0]} rows; n_reps={n_reps}")
         x = sp.csr_matrix(lead_features, dtype=np.float64)[i]
         p = x.shape[1]
-        lead_design = sp.hstack([x, sp.csr_matrix(np.ones((len(y), 1)))], format="csr")
-        lead_pen = np.r_[np.full(p, self.lead_l2), 0.0]
-        lead_w = fit_logistic(lead_design, y, np.zeros(len(y)), lead_pen, max_iter=self.max_iter)
-        offset = lead_design @ lead_w
+        if offset is None:
+            lead_design = sp.hstack([x, sp.csr_matrix(np.ones((len(y), 1)))], format="csr")
+            lead_pen = np.r_[np.full(p, self.lead_l2), 0.0]
+            lead_w = fit_logistic(
+                lead_design, y, np.zeros(len(y)), lead_pen, max_iter=self.max_iter
+            )
+            offset = lead_design @ lead_w
+        else:
+            offset = np.asarray(offset, dtype=np.float64).ravel()
+            if offset.shape != y.shape:
+                raise ValueError(f"offset has {offset.size} rows; interactions have {y.size}")
+            lead_w = np.zeros(p + 1)
+        rep_bias, table = self._fit_rep_part(x, r, y, offset, n_reps)
+        self._set_state(lead_w[:p], float(lead_w[p]), rep_bias, table, r)
+        return self
+
+    def _fit_rep_part(
+        self, x: sp.csr_matrix, r: np.ndarray, y: FloatArray, offset: FloatArray, n_reps: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """Stage 2: the rep biases and the per-(rep, feature) table over the lead offset.
+
+        Sets ``l2_`` (``inf`` when no penalty beat the lead-only model) and ``report_``.
+        Returns the biases ``(n_reps,)`` and the table ``(n_reps, p)``.
+        """
+        p = x.shape[1]
+        grid = (self.l2,) if self.l2 is not None else tuple(self.l2_grid)
         pairs = pair_design(x, r, n_reps)
         report: dict[str, Any] = {}
         if self.l2 is None:
             tr, va = split_rows(len(y), self.valid_fraction, None, self.seed)
-            lead_only = float(log_loss_rows(y[va], offset[va]).mean())
-            losses: dict[float, float] = {}
-            w = None
-            for lam in sorted(grid, reverse=True):  # strong to weak, warm-started
-                w = fit_logistic(
-                    pairs[tr],
-                    y[tr],
-                    offset[tr],
-                    np.full(pairs.shape[1], lam),
-                    w,
-                    max_iter=self.max_iter,
-                )
-                losses[lam] = float(log_loss_rows(y[va], offset[va] + pairs[va] @ w).mean())
-            best = min(losses, key=lambda k: losses[k])
-            use = losses[best] < lead_only
-            report = {"valid_log_loss": losses, "valid_lead_only": lead_only}
+            best, use, report = pick_penalty(
+                grid,
+                lambda lam, w0: fit_logistic(
+                    pairs[tr], y[tr], offset[tr], np.full(pairs.shape[1], lam), w0, self.max_iter
+                ),
+                lambda w: offset[va] + pairs[va] @ w,
+                y[va],
+                offset[va],
+            )
         else:
             best, use = float(self.l2), True
         w = (
@@ -192,8 +241,7 @@ class PairAffinity(EmbeddingAffinity):
         )
         self.l2_ = float(best) if use else float("inf")
         self.report_ = report
-        self._set_state(lead_w[:p], float(lead_w[p]), w[:n_reps], w[n_reps:].reshape(n_reps, p), r)
-        return self
+        return w[:n_reps], w[n_reps:].reshape(n_reps, p)
 
     def _set_state(
         self,
@@ -258,7 +306,7 @@ class PairAffinity(EmbeddingAffinity):
         """
         require_fitted(self, "rep_embeddings_")
         meta = {
-            "format": _FORMAT,
+            "format": self.format_name,
             "params": self._params(),
             "intercept": self.intercept_,
             "l2": self.l2_ if np.isfinite(self.l2_) else None,
@@ -277,7 +325,7 @@ class PairAffinity(EmbeddingAffinity):
         Raises:
             ModelFolderError: missing or foreign files.
         """
-        meta, arrays = read_folder(Path(path), _FORMAT)
+        meta, arrays = read_folder(Path(path), cls.format_name)
         params = dict(meta["params"])
         params["l2_grid"] = tuple(params["l2_grid"])
         obj = cls(**params)
