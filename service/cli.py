@@ -53,12 +53,15 @@ def keys_create(
 
     Example: leadrank keys create --role rep:R007
     """
-    from service.cli_support import create_key
+    from service.cli_support import create_key, rep_warning
 
     try:
         key = create_key(role, db)
     except ValueError as exc:
         fail(str(exc))
+    warning = rep_warning(role, db)
+    if warning:
+        typer.echo(warning, err=True)
     typer.echo(f"created a '{role}' key; it is shown only once:", err=True)
     typer.echo(key)
 

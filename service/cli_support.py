@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
+from sqlalchemy import select
 
 from service.config import DEFAULT_DATA_DIR, Settings, sqlite_url
-from service.store.db import make_engine, migrate, write_transaction
+from service.store.db import make_engine, migrate, read_transaction, write_transaction
 from service.store.keys import insert_key, validate_role
+from service.store.models import Rep
 
 if TYPE_CHECKING:
     from recommender.bundle import ModelBundle
@@ -51,6 +53,32 @@ def create_key(role: str, db_url: str | None) -> str:
             return insert_key(conn, role)
     finally:
         engine.dispose()
+
+
+def rep_warning(role: str, db_url: str | None) -> str | None:
+    """A warning when ``role`` is ``rep:ID`` and the store knows reps, but not that one.
+
+    The store learns its reps from the model it serves, so an empty store says nothing
+    (the key may well be created before the first ``serve``). A typo in the rep id
+    would otherwise give a key whose list is always empty, without a word.
+    """
+    if not role.startswith("rep:"):
+        return None
+    rep_id = role.removeprefix("rep:")
+    engine = make_engine(db_url or default_db_url())
+    try:
+        migrate(engine)
+        with read_transaction(engine) as conn:
+            known = set(conn.execute(select(Rep.rep_id)).scalars())
+    finally:
+        engine.dispose()
+    if not known or rep_id in known:
+        return None
+    return (
+        f"warning: rep '{rep_id}' is not one of the {len(known)} reps this database knows "
+        "(from the model it serves); the key will see an empty list unless the rep id "
+        "is right and a model with that rep is loaded"
+    )
 
 
 def serve(

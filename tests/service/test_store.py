@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, event, func, select, text
 
 from service import routing
-from service.cli_support import create_key, default_db_url
+from service.cli_support import create_key, default_db_url, rep_warning
 from service.store import repo
 from service.store.db import make_engine, migrate, read_transaction, write_transaction
 from service.store.keys import hash_key, role_of
@@ -45,6 +45,18 @@ def test_keys_are_stored_hashed_with_their_role(db_url: str, engine: Engine) -> 
         assert role_of(conn, secret + "x") is None
         stored = conn.execute(select(ApiKey.key_hash)).scalars().all()
     assert hash_key(secret) in stored and secret not in stored
+
+
+def test_a_rep_key_for_a_rep_the_store_does_not_know_warns(db_url: str, engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(text("DELETE FROM reps"))
+    assert rep_warning("rep:R-TYPO", db_url) is None  # no reps known yet: nothing to say
+    with write_transaction(engine) as conn:
+        repo.sync_reps(conn, [("R-1", 5, True), ("R-2", None, True)])
+    warning = rep_warning("rep:R-TYPO", db_url)
+    assert warning is not None and "R-TYPO" in warning and "2 reps" in warning
+    assert rep_warning("rep:R-1", db_url) is None
+    assert rep_warning("router", db_url) is None
 
 
 @pytest.mark.parametrize("role", ["", "root", "rep:", "rep", "admin ", "rep:\x00"])
