@@ -56,10 +56,23 @@ def _naive_utc(value: datetime) -> datetime:
     return value
 
 
+def _csv_strip(value: str) -> str:
+    """Strip an id as the library strips a CSV cell (Python's ``str.strip``).
+
+    pydantic's ``strip_whitespace`` leaves characters Python counts as whitespace (the
+    separators U+001C-U+001F): the library then read another id than the service stored.
+    """
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty or whitespace only")
+    return value
+
+
 Id = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(_no_nul),
+    AfterValidator(_csv_strip),
 ]
 """An id, read like a CSV cell: surrounding whitespace is not part of it."""
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_no_nul)]

@@ -289,6 +289,19 @@ def test_moment_outside_what_the_model_reads_is_422_not_a_later_500(server: Serv
     assert count(server, EventRow, lead_id=lead_id) == 0
 
 
+def test_ids_are_stripped_as_the_library_strips_csv_cells(server: Server) -> None:
+    # U+001D counts as whitespace for Python's str.strip (the library's CSV reading) but
+    # not for pydantic's: the route failed with a 500 looking up the library's lead id
+    base = f"SEP{next(_ids)}"
+    c = server.client("router")
+    response = c.post("/v1/route", json={"leads": [lead(lead_id=f"\x1d{base}\x1f ")]})
+    assert response.status_code == 200, response.text
+    assert response.json()["assignments"][0]["lead_id"] == base
+    assert count(server, Lead, lead_id=base) == 1
+    response = c.post("/v1/route", json={"leads": [lead(lead_id="\x1c\x1d")]})
+    assert response.status_code == 422 and fields(response) == ["leads[0].lead_id"]
+
+
 # ---------------------------------------------------------------- bad input
 def test_bad_bodies_are_422_naming_the_field(server: Server) -> None:
     c = server.client("admin")
