@@ -47,16 +47,17 @@ def test_keys_are_stored_hashed_with_their_role(db_url: str, engine: Engine) -> 
     assert hash_key(secret) in stored and secret not in stored
 
 
-def test_a_rep_key_for_a_rep_the_store_does_not_know_warns(db_url: str, engine: Engine) -> None:
-    with write_transaction(engine) as conn:
-        conn.execute(text("DELETE FROM reps"))
-    assert rep_warning("rep:R-TYPO", db_url) is None  # no reps known yet: nothing to say
+def test_a_rep_key_for_a_rep_the_store_does_not_know_warns(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = default_db_url(tmp_path)  # a store of its own: the shared one knows other reps
+    assert rep_warning("rep:R-TYPO", url) is None  # no reps known yet: nothing to say
+    engine = make_engine(url)
     with write_transaction(engine) as conn:
         repo.sync_reps(conn, [("R-1", 5, True), ("R-2", None, True)])
-    warning = rep_warning("rep:R-TYPO", db_url)
+    engine.dispose()
+    warning = rep_warning("rep:R-TYPO", url)
     assert warning is not None and "R-TYPO" in warning and "2 reps" in warning
-    assert rep_warning("rep:R-1", db_url) is None
-    assert rep_warning("router", db_url) is None
+    assert rep_warning("rep:R-1", url) is None
+    assert rep_warning("router", url) is None
 
 
 @pytest.mark.parametrize("role", ["", "root", "rep:", "rep", "admin ", "rep:\x00"])
