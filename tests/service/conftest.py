@@ -7,15 +7,12 @@ The suite runs against SQLite always, and against PostgreSQL when
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import MetaData, create_engine
-from svc_helpers import Server, free_port
+from svc_helpers import Server, free_port, running
 
 from service.cli_support import create_key
 from service.config import Settings
@@ -73,25 +70,9 @@ def server(db_url: str, model_dir: Path) -> Iterator[Server]:
     reps = [str(r) for r in ModelBundle.load(model_dir).reps["rep_id"]]
     settings = Settings(database_url=db_url, model_path=model_dir, key_cache_seconds=0.0)
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not uv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    roles = ["admin", "router", "marketer", f"rep:{reps[0]}", f"rep:{reps[1]}"]
-    keys = {role: create_key(role, db_url) for role in roles}
-    keys["rep"], keys["other_rep"] = keys[f"rep:{reps[0]}"], keys[f"rep:{reps[1]}"]
-    yield Server(f"http://127.0.0.1:{port}", db_url, model_dir, keys, reps)
-    uv.should_exit = True
-    thread.join(timeout=30)
+    app = create_app(settings)
+    with running(app, port, loop="uvloop", http="httptools", log_level="warning"):
+        roles = ["admin", "router", "marketer", f"rep:{reps[0]}", f"rep:{reps[1]}"]
+        keys = {role: create_key(role, db_url) for role in roles}
+        keys["rep"], keys["other_rep"] = keys[f"rep:{reps[0]}"], keys[f"rep:{reps[1]}"]
+        yield Server(f"http://127.0.0.1:{port}", db_url, model_dir, keys, reps)

@@ -2,12 +2,54 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
+
+_lead_ids = itertools.count()
+
+
+def new_lead(prefix: str, day: str, **extra: Any) -> dict[str, Any]:
+    """A new lead created on ``day`` with a unique id starting with ``prefix``."""
+    return {
+        "lead_id": f"{prefix}{next(_lead_ids):06d}",
+        "created_at": f"{day}T10:00:00",
+        "source": "partner",
+        "country": "DE",
+        "pages_first_visit": 2,
+        **extra,
+    }
+
+
+@contextmanager
+def running(app: Any, port: int, **config: Any) -> Iterator[None]:
+    """uvicorn serving ``app`` on loopback ``port`` in a thread, until the block ends.
+
+    Raises:
+        RuntimeError: the server did not start within 60 s.
+    """
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not uv.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
-from svc_helpers import Server
+from svc_helpers import Server, new_lead
 
 from service.store.models import Assignment, EventRow, Lead, OutcomeRow
 
@@ -19,14 +19,7 @@ _ids = itertools.count()
 
 def lead(day: str = "2026-12-01", **extra: Any) -> dict[str, Any]:
     """A new lead created on ``day`` with a unique id."""
-    return {
-        "lead_id": f"T{next(_ids):06d}",
-        "created_at": f"{day}T10:00:00",
-        "source": "partner",
-        "country": "DE",
-        "pages_first_visit": 2,
-        **extra,
-    }
+    return new_lead("T", day, **extra)
 
 
 def count(server: Server, table: Any, **where: Any) -> int:

@@ -8,8 +8,6 @@ once takes the quick path afterwards.
 from __future__ import annotations
 
 import itertools
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,8 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from svc_helpers import Server, free_port
+from svc_helpers import Server, free_port, new_lead, running
 
 from service.cli_support import create_key
 from service.config import Settings
@@ -33,14 +30,7 @@ USUAL = {"content-type": "application/json; charset=utf-8"}  # JSON too, but not
 
 def lead(day: str = "2027-03-01", **extra: Any) -> dict[str, Any]:
     """A new lead created on ``day`` with a unique id."""
-    return {
-        "lead_id": f"Q{next(_ids):06d}",
-        "created_at": f"{day}T10:00:00",
-        "source": "partner",
-        "country": "DE",
-        "pages_first_visit": 2,
-        **extra,
-    }
+    return new_lead("Q", day, **extra)
 
 
 def quick_answers() -> int:
@@ -58,23 +48,13 @@ def cached(db_url: str, model_dir: Path) -> Iterator[Server]:
     reps = [str(r) for r in ModelBundle.load(model_dir).reps["rep_id"]]
     settings = Settings(database_url=db_url, model_path=model_dir, key_cache_seconds=60.0)
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not uv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    keys = {role: create_key(role, db_url) for role in ("admin", "router", "marketer")}
-    server = Server(f"http://127.0.0.1:{port}", db_url, model_dir, keys, reps)
-    for role in keys:  # every key verified once: cached from now on
-        with server.client(role) as c:
-            c.post("/v1/route", json={"leads": [lead()]})
-    yield server
-    uv.should_exit = True
-    thread.join(timeout=30)
+    with running(create_app(settings), port, log_level="warning"):
+        keys = {role: create_key(role, db_url) for role in ("admin", "router", "marketer")}
+        server = Server(f"http://127.0.0.1:{port}", db_url, model_dir, keys, reps)
+        for role in keys:  # every key verified once: cached from now on
+            with server.client(role) as c:
+                c.post("/v1/route", json={"leads": [lead()]})
+        yield server
 
 
 def post(server: Server, role: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
