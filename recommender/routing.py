@@ -123,6 +123,10 @@ class RoutingResult:
         return int(np.sum(self.rep_index < 0))
 
 
+_LONE_DAY_RUNS = True
+"""Route runs of one-lead days together (off only in tests, to compare with the loop)."""
+
+
 def days_since_epoch(timestamps: np.ndarray) -> IntArray:
     """Turn ``datetime64`` timestamps into int day keys (days since 1970-01-01).
 
@@ -272,7 +276,7 @@ def route(
     # Days with one lead, all by the model's greedy pass, go through in runs (one set of
     # array operations per run, not per day: a batch of live requests spans many days).
     lone = (counts == 1) & (explore == 0 and holdout == 0 and fairness_floor == 0)
-    lone &= method != "optimal" and m > 0
+    lone &= method != "optimal" and m > 0 and _LONE_DAY_RUNS
     first = np.argsort(days, kind="stable")[np.cumsum(counts) - counts]
     k = 0
     while k < uniq.size:
