@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -126,14 +126,19 @@ def require(*roles: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     return check
 
 
+def role_may(role: str, roles: Collection[str]) -> bool:
+    """Whether a key of ``role`` may call an endpoint open to ``roles`` (``"rep"``: any
+    ``rep:ID`` key). The one rule both the usual path and ``service.fastroute`` apply."""
+    return role in roles or ("rep" in roles and role.startswith("rep:"))
+
+
 def _allow(caller: Principal, roles: tuple[str, ...]) -> Principal:
     """``caller`` if its role is one of ``roles`` (``"rep"``: any ``rep:ID`` key).
 
     Raises:
         HTTPException: 403 naming the caller's role and the allowed ones.
     """
-    allowed = caller.role in roles or (caller.rep_id is not None and "rep" in roles)
-    if not allowed:
+    if not role_may(caller.role, roles):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             f"role '{caller.role}' may not do this; allowed: {', '.join(roles)}",

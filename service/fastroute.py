@@ -25,6 +25,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.deps import role_may
 from service.state import Loaded, Runtime
 from service.store.keys import hash_key
 
@@ -124,7 +125,7 @@ async def _ready(request: Request, roles: frozenset[str]) -> tuple[Runtime, Load
     if scheme.lower() != "bearer" or not secret:
         return None
     role = runtime.keys.get(hash_key(secret))
-    if role is None or not (role in roles or ("rep" in roles and role.startswith("rep:"))):
+    if role is None or not role_may(role, roles):
         return None
     try:
         if not await request.body():

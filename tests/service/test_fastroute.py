@@ -8,6 +8,7 @@ once takes the quick path afterwards.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import delete
 from svc_helpers import Server, free_port, new_lead, running
 
 from service.cli_support import create_key
@@ -22,6 +24,9 @@ from service.config import Settings
 from service.fastroute import FastRoute
 from service.main import create_app
 from service.routers.leads import router as leads_router
+from service.store.db import make_engine, write_transaction
+from service.store.keys import hash_key
+from service.store.models import ApiKey
 
 _ids = itertools.count()
 PLAIN = {"content-type": "application/json"}
@@ -49,7 +54,9 @@ def cached(db_url: str, model_dir: Path) -> Iterator[Server]:
     settings = Settings(database_url=db_url, model_path=model_dir, key_cache_seconds=60.0)
     port = free_port()
     with running(create_app(settings), port, log_level="warning"):
-        keys = {role: create_key(role, db_url) for role in ("admin", "router", "marketer")}
+        roles = ("admin", "router", "marketer", f"rep:{reps[0]}")
+        keys = {role: create_key(role, db_url) for role in roles}
+        keys["rep"] = keys.pop(f"rep:{reps[0]}")
         server = Server(f"http://127.0.0.1:{port}", db_url, model_dir, keys, reps)
         for role in keys:  # every key verified once: cached from now on
             with server.client(role) as c:
@@ -111,6 +118,46 @@ def test_cached_key_of_another_role_is_403(cached: Server) -> None:
     other_scheme = {**PLAIN, "Authorization": f"Basic {cached.keys['router']}"}
     with httpx.Client(base_url=cached.url, timeout=60) as c:
         assert c.post("/v1/route", content=body, headers=other_scheme).status_code == 401
+
+
+def test_cached_rep_key_is_403_on_both_paths(cached: Server) -> None:
+    body = httpx.Request("POST", "/", json={"leads": [lead()]}).content
+    before = quick_answers()
+    for _ in range(2):  # the first call verifies (and caches) the key, the second hits it
+        response = post(cached, "rep", body, PLAIN)
+        assert response.status_code == 403 and "role" in response.json()["detail"]
+    assert quick_answers() == before
+
+
+def test_revoked_key_is_refused_once_the_cache_lets_it_go(db_url: str, model_dir: Path) -> None:
+    """A short cache: a revoked key still routes until its entry expires, then 401; and an
+    app with dependency overrides never takes the quick path."""
+    settings = Settings(database_url=db_url, model_path=model_dir, key_cache_seconds=0.5)
+    app = create_app(settings)
+    port = free_port()
+    secret = create_key("router", db_url)
+    body = httpx.Request("POST", "/", json={"leads": [lead()]}).content
+    headers = {**PLAIN, "Authorization": f"Bearer {secret}"}
+    with (
+        running(app, port, log_level="warning"),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c,
+    ):
+        assert c.post("/v1/route", content=body, headers=headers).status_code == 200
+        engine = make_engine(db_url)
+        with write_transaction(engine) as conn:
+            conn.execute(delete(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
+        engine.dispose()
+        time.sleep(0.7)
+        again = httpx.Request("POST", "/", json={"leads": [lead()]}).content
+        assert c.post("/v1/route", content=again, headers=headers).status_code == 401
+        router = create_key("router", db_url)
+        headers = {**PLAIN, "Authorization": f"Bearer {router}"}
+        assert c.post("/v1/route", content=again, headers=headers).status_code == 200  # cached
+        app.dependency_overrides[create_key] = create_key  # any override at all
+        before = quick_answers()
+        third = httpx.Request("POST", "/", json={"leads": [lead()]}).content
+        assert c.post("/v1/route", content=third, headers=headers).status_code == 200
+        assert quick_answers() == before
 
 
 def test_quick_path_never_overfills_a_rep(cached: Server) -> None:
