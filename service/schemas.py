@@ -39,20 +39,20 @@ def _no_nul(value: str) -> str:
 
 
 #: The moments a request may carry: what the library's nanosecond timestamps can hold
-#: (1677-09-22 to 2262-04-11), in whole years. A moment outside is a 422 naming its field,
-#: not a 500 when the stored value is read back.
-EARLIEST, LATEST = datetime(1678, 1, 1), datetime(2261, 12, 31, 23, 59, 59)
+#: (1677-09-22 to 2262-04-11), in whole years (1678 to 2261). A moment outside is a 422
+#: naming its field, not a 500 when the stored value is read back.
+EARLIEST, END = datetime(1678, 1, 1), datetime(2262, 1, 1)
 
 
 def _naive_utc(value: datetime) -> datetime:
-    """A datetime as naive UTC (how the store keeps times), within EARLIEST..LATEST."""
+    """A datetime as naive UTC (how the store keeps times), from EARLIEST, before END."""
     if value.tzinfo is not None:
         try:
             value = value.astimezone(UTC).replace(tzinfo=None)
         except OverflowError as exc:
             raise ValueError("date out of range") from exc
-    if not EARLIEST <= value <= LATEST:
-        raise ValueError(f"date out of range: must be from {EARLIEST:%Y} to {LATEST:%Y}")
+    if not EARLIEST <= value < END:
+        raise ValueError(f"date out of range: must be from {EARLIEST:%Y} to {END.year - 1}")
     return value
 
 

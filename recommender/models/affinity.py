@@ -605,19 +605,21 @@ class RepAffinity:
                 fitted_slope=float(beta),
             )
         fit_rows = np.arange(len(r)) if self.refit else tr
-        engine = self._new_engine()
-        if eng is not None and hasattr(eng, "tuned_params"):  # reuse what was tuned
-            for name, value in eng.tuned_params().items():
-                setattr(engine, name, value)
-        self.engine_ = engine.fit(
-            r[fit_rows],
-            i[fit_rows],
-            y[fit_rows],
-            x,
-            rep_features,
-            n_reps=n_reps,
-            **_offset_kw(engine, base[fit_rows]),
-        )
+        if eng is not None and not self.refit:
+            self.engine_ = eng  # already fitted on exactly these rows
+        else:
+            engine = self._new_engine()
+            if eng is not None and hasattr(engine, "adopt_tuning"):  # reuse what was tuned
+                engine.adopt_tuning(eng)
+            self.engine_ = engine.fit(
+                r[fit_rows],
+                i[fit_rows],
+                y[fit_rows],
+                x,
+                rep_features,
+                n_reps=n_reps,
+                **_offset_kw(engine, base[fit_rows]),
+            )
         self.counts_ = np.bincount(r[fit_rows], minlength=n_reps).astype(np.float64)
         self.k_, self.tau2_ = self._k_tau(
             r[fit_rows], x[i[fit_rows]], y[fit_rows], base[fit_rows], n_reps

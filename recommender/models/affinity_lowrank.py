@@ -170,7 +170,11 @@ class LowRankAffinity(PairAffinity):
                 offset[rows] + theta[nu + nw :][r[rows]] + np.einsum("ij,ij->i", u[r[rows]], z)
             )
 
-        if self.l2 is None:
+        preset = getattr(self, "preset_l2_", None)
+        if self.l2 is None and preset is not None:  # tuned by another fit (adopt_tuning)
+            best, use = float(preset), True
+            report = dict(getattr(self, "preset_report_", {}))
+        elif self.l2 is None:
             tr, va = split_rows(len(y), self.valid_fraction, None, self.seed)
             if len(y) > self.grid_rows:  # pick the weight on a seeded subsample: faster,
                 keep = self.grid_rows / len(y)  # and the weight scales with sqrt(rows)
@@ -196,11 +200,14 @@ class LowRankAffinity(PairAffinity):
         u, w = theta[:nu].reshape(n_reps, k), theta[nu : nu + nw].reshape(k, p)
         return theta[nu + nw :], u @ w
 
-    def tuned_params(self) -> dict[str, Any]:
-        """The weight picked on held-out rows, for a refit on more rows to reuse.
+    def adopt_tuning(self, other: LowRankAffinity) -> None:
+        """Use the weight ``other`` picked on held-out rows instead of picking one again.
 
-        Empty when ``l2`` was given or no weight beat the offset alone.
+        For a refit on more rows (``RepAffinity``): the grid is not searched twice. The
+        weight stays out of the constructor parameters (a saved model still says it was
+        tuned, not given), and ``report_`` keeps ``other``'s held-out losses. Nothing
+        changes when ``other`` was given its weight or found none worth keeping.
         """
-        if self.l2 is not None or not np.isfinite(getattr(self, "l2_", np.inf)):
-            return {}
-        return {"l2": self.l2_}
+        if other.l2 is None and np.isfinite(getattr(other, "l2_", np.inf)):
+            self.preset_l2_ = float(other.l2_)
+            self.preset_report_ = dict(other.report_)

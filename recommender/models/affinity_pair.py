@@ -175,9 +175,10 @@ class PairAffinity(EmbeddingAffinity):
         """Fit on interactions (label 1.0 won, 0.0 lost); replaces any earlier fit.
 
         ``rep_features`` is checked for shape but not used. ``offset`` (one logit per
-        interaction, for example the global score's) replaces the lead-only stage; the
-        lead bias of the representations is then 0. :class:`RepAffinity` passes it to
-        engines whose ``takes_offset`` is true.
+        interaction, for example the global score's) replaces the lead-only stage (the
+        intercept is then 0 and the lead bias only the table's mean row, which the
+        combiner's centring removes). :class:`RepAffinity` passes it to engines whose
+        ``takes_offset`` is true.
 
         Raises:
             ValueError: bad shapes, indices or labels (see ``check_interactions``), a

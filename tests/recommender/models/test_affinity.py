@@ -419,7 +419,7 @@ def test_lowrank_recovers_the_planted_effects_over_an_offset(team: Team) -> None
     # the strongest penalty's all-zero solution (a stationary point), every weaker one
     # stayed at zero and the engine found nothing.
     eng = _lowrank(team)
-    assert np.isfinite(eng.l2_) and eng.tuned_params() == {"l2": eng.l2_}
+    assert np.isfinite(eng.l2_) and eng.report_["valid_log_loss"]
     learned = _segment_means(eng.affinity(team.x), team.segment)
     planted = team.affinity - team.affinity.mean(axis=0)
     assert np.corrcoef(learned.ravel(), planted.ravel())[0, 1] > 0.8
@@ -445,7 +445,18 @@ def test_lowrank_checks_the_offset_and_works_without_one(team: Team) -> None:
     assert eng.intercept_ != 0.0
 
 
-def test_lowrank_through_the_combiner_reuses_the_tuned_weight(team: Team) -> None:
+def test_lowrank_through_the_combiner_reuses_the_tuned_weight(team: Team, tmp_path: Path) -> None:
     model = _combiner(team, "lowrank")
     assert model.strength_ > 0
-    assert model.engine_.l2 is not None  # type: ignore[attr-defined]
+    engine = model.engine_
+    assert isinstance(engine, LowRankAffinity)
+    # the refit took the held-out choice, without passing it off as a given weight
+    assert engine.l2 is None and np.isfinite(engine.l2_) and engine.report_["valid_log_loss"]
+    model.save(tmp_path / "aff")
+    back = RepAffinity.load(tmp_path / "aff")
+    assert back.engine_.l2 is None  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(
+        back.predict_logit_adjustment(team.x[:50]), model.predict_logit_adjustment(team.x[:50])
+    )
+    no_refit = _combiner(team, "lowrank", refit=False)
+    assert no_refit.strength_ > 0
