@@ -56,6 +56,11 @@ def score_0_100(p: np.ndarray, base_rate: float) -> np.ndarray:
     return np.clip(np.rint(pts), 0, 100).astype(int)
 
 
+FLAT_SPREAD = 1e-9
+"""Probabilities closer than this are one value to :func:`learn_grade_cuts` (float noise:
+the same constant model gives 0.631499163061863 and 0.6314991630618629)."""
+
+
 def learn_grade_cuts(
     p: np.ndarray, y: np.ndarray, *, min_share: float = 0.05, grid: int = 20
 ) -> list[float]:
@@ -66,13 +71,14 @@ def learn_grade_cuts(
     leads. Returns ``[cut_AB, cut_BC, cut_CD]`` (descending). With one class only, the cuts
     are the 85th, 60th and 30th percentiles. A score that does not rank at all (one value
     for every lead) grades every lead C, the grade of the median lead under those
-    percentiles, rather than A.
+    percentiles, rather than A. "One value" allows float noise (a spread up to
+    ``FLAT_SPREAD``), and so do the cuts: a new lead scored within that noise is a C too.
     """
     p = np.asarray(p, dtype=float)
     y = np.asarray(y, dtype=float)
-    if p.size and np.ptp(p) == 0:
-        above = float(np.nextafter(p[0], np.inf))
-        return [above, above, float(p[0])]
+    if p.size and np.ptp(p) <= FLAT_SPREAD:
+        above = float(p.max()) + FLAT_SPREAD
+        return [above, above, float(p.min()) - FLAT_SPREAD]
     default = (
         [float(np.quantile(p, q)) for q in (0.85, 0.60, 0.30)] if p.size else [0.75, 0.5, 0.25]
     )
