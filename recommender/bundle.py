@@ -521,6 +521,24 @@ class ModelBundle:
         return rules.batch_key(self.rules, _rule_frame(leads, self._feature_frame(leads)))
 
     # ------------------------------------------------------------------ lookalikes
+    def lookalike_warning(self) -> str | None:
+        """Why lookalike answers carry no information, or ``None`` when they do.
+
+        Every account (or lead) sits at the same point of the ICP space when the lead
+        score found nothing to tell leads apart (it predicts the base rate): then every
+        similarity is 0 and the order is arbitrary.
+        """
+        index = self.lookalike_index
+        if index is None or len(index.embeddings_) == 0:
+            return None
+        if float(np.ptp(index.embeddings_, axis=0).max()) > 1e-6:
+            return None
+        return (
+            "every account (or lead) sits at the same point of the ICP space: the lead "
+            "score found nothing that tells leads apart in the training data, so every "
+            "similarity is 0 and the order is arbitrary"
+        )
+
     def lookalike(
         self,
         seeds: Sequence[str] = (),

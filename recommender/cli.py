@@ -377,6 +377,9 @@ def lookalike(
             "--exclude-customers and --where have no effect",
             err=True,
         )
+    empty_space = bundle.lookalike_warning()
+    if empty_space:
+        typer.echo(f"leadrank: warning: {empty_space}", err=True)
     out = bundle.lookalike(
         ids,
         k,

@@ -117,6 +117,26 @@ def test_recommend_and_lookalike(model: Path, new_leads: Path, team: Path) -> No
     assert len(out) == 7 and seed not in {r["account_id"] for r in out}
     bad = leadrank("lookalike", model, "--seeds", "NO-SUCH-ACCOUNT")
     assert bad.returncode == 2 and "NO-SUCH-ACCOUNT" in bad.stderr
+    assert "warning" not in res.stderr
+
+
+def test_lookalike_warns_when_the_icp_space_is_one_point(model: Path, tmp_path: Path) -> None:
+    # A new-user trial on Maven CRM: the lead score found no signal, every account got
+    # similarity 0.0 in alphabetical order, and nothing said so.
+    import numpy as np
+
+    from recommender.lookalike import LookalikeIndex
+    from recommender.pipeline import ModelBundle, save_bundle
+
+    bundle = ModelBundle.load(model)
+    ids = list(bundle.lookalike_index.ids_)  # type: ignore[union-attr]
+    flat = np.zeros((len(ids), 8), dtype=np.float32)
+    bundle.lookalike_index = LookalikeIndex(n_threads=1).fit(ids, flat)
+    assert bundle.lookalike_warning() is not None
+    save_bundle(bundle, tmp_path / "flat")
+    res = leadrank("lookalike", tmp_path / "flat", "--seeds", ids[0], "--k", "3")
+    assert res.returncode == 0, res.stderr
+    assert "warning" in res.stderr and "same point" in res.stderr
 
 
 def test_duplicate_lead_fails_with_exit_2_and_writes_nothing(team: Path, tmp_path: Path) -> None:
