@@ -294,6 +294,14 @@ def route(
     table, _, _ = load_reps(
         reps.parent, Schema(roles=bundle.schema.roles, missing=bundle.schema.missing), reps
     )
+    known = set(bundle.model_reps)
+    if table is not None and not known.intersection(table[Columns.REP].astype(str)):
+        typer.echo(
+            f"leadrank: warning: the model knows none of the {len(table)} reps in {reps} "
+            "(it was trained on other reps, or on data without reps): every rep gets the "
+            "global score, so routing only spreads the leads within capacity",
+            err=True,
+        )
     out = bundle.route(
         frame,
         reps=table,

@@ -98,6 +98,19 @@ def test_route_respects_capacity_and_activity(model: Path, new_leads: Path, tmp_
     assert all(n <= caps[rep] for (rep, _), n in per_day.items())
     unassigned = [r for r in out if not r["rep_id"]]
     assert all(r["lead_id"] in res.stderr for r in unassigned)
+    assert "warning" not in res.stderr
+
+
+def test_route_warns_when_the_model_knows_none_of_the_reps(
+    model: Path, new_leads: Path, tmp_path: Path
+) -> None:
+    # A new-user trial routed X Education's model (no reps) over Maven's agents silently.
+    reps = tmp_path / "reps.csv"
+    reps.write_text("rep_id,capacity,active\nOTHER-1,50,true\nOTHER-2,50,true\n")
+    res = leadrank("route", model, new_leads, "--reps", reps, "--seed", "1")
+    assert res.returncode == 0, res.stderr
+    assert "knows none of the 2 reps" in res.stderr
+    assert {r["rep_id"] for r in rows(res.stdout)} <= {"OTHER-1", "OTHER-2"}
 
 
 def test_recommend_and_lookalike(model: Path, new_leads: Path, team: Path) -> None:
