@@ -28,4 +28,4 @@ unit: $(BIN)/leadrank
 	$(BIN)/python -m pytest -o addopts="-ra" tests
 
 clean:
-	rm -rf $(VENV) leadrank-demo leadrank-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) leadrank-demo leadrank-data .pytest_cache .mypy_cache .ruff_cache .hypothesis leadrank.egg-info
