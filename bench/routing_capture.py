@@ -38,8 +38,8 @@ the combiner keeps none of it) / 0.76; 100,000 leads 0.50 / 0.57 / 0.91; 500,000
 0.96. The oracle on arrival is within 0.02 of the oracle throughout (500k: 0.2335 against
 0.2358), so what is missing is per-rep learning, not information. Seeds 2 and 3: 50,000
 leads (seed 2) 0.41 / 0.59; 100,000 leads 0.52 / 0.61 and 0.46 / 0.51; 50,000 (seed 1)
-0.37 / 0.51. Training at 500k: LightFM 214 s, lowrank 548 s (before its penalty was picked on a 60k-row subsample and
-reused by the refit; 100k: 146 -> 35 s).
+0.37 / 0.51. Training at 500k: LightFM 214 s, lowrank 548 s (before its penalty was
+picked on a 60k-row subsample and reused by the refit; 100k: 146 -> 35 s).
 """
 
 from __future__ import annotations
