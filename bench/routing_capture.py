@@ -23,7 +23,8 @@ random), the same against the oracle on arrival, the segment oracle's share, and
 per-rep strength the model chose.
 
     python bench/routing_capture.py [--reps 50] [--leads 25000 100000 250000]
-        [--crosses none firmographic] [--engine lightfm lowrank] [--seed 1]
+        [--crosses none firmographic] [--engine lightfm lowrank]
+        [--affinity-features all|firmographic] [--seed 1]
         [--explore 0.1] [--threads 1]
 
 Measured on 2026-11-23 (defaults, this 2-core machine), share of the oracle's uplift
@@ -136,6 +137,7 @@ def main() -> None:
     ap.add_argument("--leads", type=int, nargs="+", default=[25_000, 100_000, 250_000])
     ap.add_argument("--crosses", nargs="+", default=["none", "firmographic"])
     ap.add_argument("--engine", nargs="+", default=[TrainConfig().affinity_engine])
+    ap.add_argument("--affinity-features", default=TrainConfig().affinity_features)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--explore", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
@@ -159,6 +161,7 @@ def main() -> None:
                 n_threads=args.threads,
                 affinity_crosses=crosses,
                 affinity_engine=engine,
+                affinity_features=args.affinity_features,
             )
             r = capture(folder, split, cfg, args.explore)
             print(

@@ -119,16 +119,27 @@ CrossesOpt = Annotated[
     ),
 ]
 
+FeaturesOpt = Annotated[
+    str,
+    typer.Option(
+        "--affinity-features",
+        help="Lead columns the affinity model reads: all, or firmographic (account columns).",
+    ),
+]
 
-def _check_affinity_options(engine: str, crosses: str) -> None:
-    """Exit 2 naming the option when ``--engine`` or ``--crosses`` is not a known value."""
-    from recommender.config import AFFINITY_CROSSES
+
+def _check_affinity_options(engine: str, crosses: str, features: str = "all") -> None:
+    """Exit 2 naming the option when ``--engine``, ``--crosses`` or ``--affinity-features``
+    is not a known value."""
+    from recommender.config import AFFINITY_CROSSES, AFFINITY_FEATURES
     from recommender.models.affinity import ENGINES
 
     if engine not in ENGINES:
         fail(f"--engine must be one of {', '.join(ENGINES)}, not '{engine}'")
     if crosses not in AFFINITY_CROSSES:
         fail(f"--crosses must be one of {', '.join(AFFINITY_CROSSES)}, not '{crosses}'")
+    if features not in AFFINITY_FEATURES:
+        fail(f"--affinity-features must be one of {', '.join(AFFINITY_FEATURES)}, not '{features}'")
 
 
 @app.command()
@@ -145,6 +156,7 @@ def train(
     half_life: Annotated[
         float, typer.Option("--half-life", min=0.01, help="Engagement half-life in days.")
     ] = 14.0,
+    features: FeaturesOpt = "all",
 ) -> None:
     """Fit every model on the history and write a model folder.
 
@@ -153,9 +165,13 @@ def train(
     from recommender.config import TrainConfig
     from recommender.pipeline import train as run_train
 
-    _check_affinity_options(engine, crosses)
+    _check_affinity_options(engine, crosses, features)
     cfg = TrainConfig(
-        seed=seed, affinity_engine=engine, affinity_crosses=crosses, half_life_days=half_life
+        seed=seed,
+        affinity_engine=engine,
+        affinity_crosses=crosses,
+        affinity_features=features,
+        half_life_days=half_life,
     )
     cut = _parse_time(until, "--until") if until else None
     bundle = run_train(data, out, until=cut, config=cfg, progress=step_printer("train"))
@@ -202,6 +218,7 @@ def evaluate(
     ] = 14.0,
     engine: EngineOpt = "lightfm",
     crosses: CrossesOpt = CROSSES_DEFAULT,
+    features: FeaturesOpt = "all",
 ) -> None:
     """Train on leads created before T, test on the rest, print a report, write JSON.
 
@@ -212,7 +229,7 @@ def evaluate(
     from recommender.evaluation.evaluate import evaluate as run_evaluate
     from recommender.evaluation.report import render_report
 
-    _check_affinity_options(engine, crosses)
+    _check_affinity_options(engine, crosses, features)
     cut = _parse_time(split_time, "--split-time")
     config = TrainConfig(
         seed=seed,
@@ -220,6 +237,7 @@ def evaluate(
         half_life_days=half_life,
         affinity_engine=engine,
         affinity_crosses=crosses,
+        affinity_features=features,
     )
     result = run_evaluate(
         data,

@@ -170,7 +170,7 @@ def fit_bundle(
     cuts = learn_grade_cuts(p_all[known], y[known])
 
     say("per-rep affinity")
-    encoder = affinity_encoder(ds, cfg).fit(frame, ds.features)
+    encoder = affinity_encoder(ds, cfg).fit(frame, affinity_specs(ds, cfg))
     lead_matrix = encoder.transform(frame)
     reps = ds.reps
     rep_ids = [] if reps is None else [str(r) for r in reps[Columns.REP]]
@@ -249,6 +249,19 @@ def fit_bundle(
         lookalike_seeds=lookalike_seeds(ds, kind),
         rules_text=rules_text,
     )
+
+
+def affinity_specs(ds: Dataset, cfg: TrainConfig) -> list[FeatureSpec]:
+    """The lead columns the affinity model reads, as ``cfg.affinity_features`` asks.
+
+    ``firmographic``: the columns joined from ``accounts.csv`` (all columns when the data
+    has none); ``all``: every feature column.
+    """
+    if cfg.affinity_features == "firmographic":
+        account = [f for f in ds.features if f.origin == "account"]
+        if account:
+            return account
+    return list(ds.features)
 
 
 def affinity_encoder(ds: Dataset, cfg: TrainConfig) -> FeatureEncoder:

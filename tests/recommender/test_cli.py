@@ -201,6 +201,24 @@ def test_train_takes_engine_and_crosses_and_names_a_bad_value(team: Path, tmp_pa
     assert not (tmp_path / "x").exists()
 
 
+def test_affinity_features_reads_only_the_account_columns(team: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    done = leadrank("train", team, "--out", out, "--engine", "lowrank",
+                    "--affinity-features", "firmographic")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    config = json.loads((out / "manifest.json").read_text())["config"]
+    assert config["affinity_features"] == "firmographic"
+    from recommender.pipeline import ModelBundle
+
+    bundle = ModelBundle.load(out)
+    read = {column["name"] for column in bundle.encoder.to_dict()["columns"]}
+    accounts = {f.name for f in bundle.features if f.origin == "account"}
+    assert read == accounts and "source" not in read
+    bad = leadrank("train", team, "--out", tmp_path / "x", "--affinity-features", "some")
+    assert bad.returncode == 2
+    assert "--affinity-features must be one of all, firmographic" in bad.stderr
+
+
 def test_crosses_option_default_is_the_config_default() -> None:
     from recommender.cli import CROSSES_DEFAULT
     from recommender.config import TrainConfig
