@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,9 +32,16 @@ def _file(frame: pd.DataFrame) -> str | None:
     return str(name) if name is not None else None
 
 
-def _rows(frame: pd.DataFrame) -> list[int] | None:
-    rows: list[int] | None = frame.attrs.get("rows")
-    return rows
+def _origin(frame: pd.DataFrame) -> dict[str, Any]:
+    """``file`` and ``rows`` of ``frame``'s cells, as the ``*_of`` parsers take them."""
+    return {"file": _file(frame), "rows": frame.attrs.get("rows")}
+
+
+def _require(empty: np.ndarray, column: str, file: str | None, rows: Sequence[int] | None) -> None:
+    """Raise DataError "is empty" at the first empty cell, if any."""
+    if empty.any():
+        pos = int(np.flatnonzero(empty)[0])
+        raise DataError("is empty", file=file, row=row_at(rows, pos), column=column)
 
 
 def cells(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -85,12 +93,7 @@ def parse_ids(
         DataError: an empty id where ``required``, or a repeated id where ``unique``.
     """
     values = ids_of(
-        cells(frame, column),
-        column,
-        unique=unique,
-        required=required,
-        file=_file(frame),
-        rows=_rows(frame),
+        cells(frame, column), column, unique=unique, required=required, **_origin(frame)
     )
     return pd.Series(values, index=frame.index, dtype=object)
 
@@ -111,9 +114,8 @@ def ids_of(
         DataError: an empty id where ``required``, or a repeated id where ``unique``.
     """
     empty = missing_mask(values)
-    if required and empty.any():
-        pos = int(np.flatnonzero(empty)[0])
-        raise DataError("is empty", file=file, row=row_at(rows, pos), column=column)
+    if required:
+        _require(empty, column, file, rows)
     if unique:
         dup = _duplicated(values) & ~empty
         if dup.any():
@@ -148,12 +150,7 @@ def parse_times(
         DataError: an empty value where ``required``, or a value that does not parse.
     """
     values = times_of(
-        cells(frame, column),
-        column,
-        required=required,
-        missing=missing,
-        file=_file(frame),
-        rows=_rows(frame),
+        cells(frame, column), column, required=required, missing=missing, **_origin(frame)
     )
     return pd.Series(values, index=frame.index)
 
@@ -173,9 +170,8 @@ def times_of(
         DataError: an empty value where ``required``, or a value that does not parse.
     """
     empty = missing_mask(values, missing)
-    if required and empty.any():
-        pos = int(np.flatnonzero(empty)[0])
-        raise DataError("is empty", file=file, row=row_at(rows, pos), column=column)
+    if required:
+        _require(empty, column, file, rows)
     plain = _plain_times(values, empty)
     if plain is not None:
         return plain
@@ -243,8 +239,7 @@ def parse_numbers(
         missing=missing,
         minimum=minimum,
         integer=integer,
-        file=_file(frame),
-        rows=_rows(frame),
+        **_origin(frame),
     )
     return pd.Series(arr, index=frame.index, dtype="float64")
 
