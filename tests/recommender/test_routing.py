@@ -67,22 +67,23 @@ def check_valid(
 
 
 @st.composite
-def batches(draw: st.DrawFn) -> dict[str, Any]:
+def batches(draw: st.DrawFn, *, spread: bool = False) -> dict[str, Any]:
+    """A random batch; ``spread``: most leads on days of their own, tighter capacities."""
     n = draw(st.integers(1, 30))
     m = draw(st.integers(1, 6))
     seed = draw(st.integers(0, 2**16))
     rng = np.random.default_rng(seed)
-    n_days = draw(st.integers(1, 3))
+    n_days = draw(st.integers(max(1, n // 2), 2 * n) if spread else st.integers(1, 3))
     used = {
         (d, r): int(rng.integers(0, 3))
         for d in range(n_days)
         for r in range(m)
-        if rng.random() < 0.3
+        if rng.random() < (0.4 if spread else 0.3)
     }
     return {
         "prob": rng.random((n, m)),
         "day": rng.integers(0, n_days, n),
-        "cap": rng.integers(-1, 5, m),
+        "cap": rng.integers(-1, 3 if spread else 5, m),
         "active": rng.random(m) < 0.8,
         "eligible": rng.random((n, m)) < 0.7,
         "used": used,
@@ -440,32 +441,16 @@ def test_counts_of_reps_with_room_for_the_whole_batch_change_nothing(
 
 @st.composite
 def lone_day_batches(draw: st.DrawFn) -> dict[str, Any]:
-    """Batches whose leads mostly fall on days of their own, with tight earlier counts."""
-    n = draw(st.integers(1, 25))
-    m = draw(st.integers(1, 5))
-    seed = draw(st.integers(0, 2**16))
-    rng = np.random.default_rng(seed)
-    n_days = draw(st.integers(max(1, n // 2), 2 * n))
-    used = {
-        (d, r): int(rng.integers(0, 3))
-        for d in range(n_days)
-        for r in range(m)
-        if rng.random() < 0.4
-    }
-    prob = rng.random((n, m))
+    """``route`` arguments of spread batches, with ties, deal values and either method."""
+    batch = draw(batches(spread=True))
+    args = {k: batch[k] for k in ("prob", "day", "active", "eligible", "used", "seed")}
+    args["capacity"] = batch["cap"]
     if draw(st.booleans()):  # ties, which the seeded jitter must break alike
-        prob = np.round(prob, 1)
-    return {
-        "prob": prob,
-        "day": rng.integers(0, n_days, n),
-        "capacity": rng.integers(-1, 3, m),
-        "active": rng.random(m) < 0.8,
-        "eligible": rng.random((n, m)) < 0.7,
-        "used": used,
-        "seed": seed,
-        "method": draw(st.sampled_from(["auto", "greedy"])),
-        "value": rng.uniform(1e-3, 1e3, n) if draw(st.booleans()) else None,
-    }
+        args["prob"] = np.round(batch["prob"], 1)
+    rng = np.random.default_rng(batch["seed"] + 1)
+    args["value"] = rng.uniform(1e-3, 1e3, len(batch["day"])) if draw(st.booleans()) else None
+    args["method"] = draw(st.sampled_from(["auto", "greedy"]))
+    return args
 
 
 @settings(max_examples=300, deadline=None)
