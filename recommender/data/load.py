@@ -55,12 +55,33 @@ def typed_columns(
     Raises:
         DataError: a value that does not parse in a column declared numeric.
     """
-    return {
-        name: parse_numbers(frame, name, missing=missing)
-        if roles.get(name) == Role.NUMERIC
-        else parse_categories(frame[name], missing)
-        for name in names
-    }
+    name_of_file = frame.attrs.get("file")
+    file = str(name_of_file) if name_of_file is not None else None
+    rows = frame.attrs.get("rows")
+    out: dict[str, pd.Series] = {}
+    for name in names:
+        numeric = roles.get(name) == Role.NUMERIC
+        values = _typed(cells(frame, name), name, numeric, missing, file, rows)
+        out[name] = pd.Series(values, index=frame.index, dtype="float64" if numeric else object)
+    return out
+
+
+def _typed(
+    values: np.ndarray,
+    name: str,
+    numeric: bool,
+    missing: tuple[str, ...],
+    file: str | None,
+    rows: Sequence[int] | None,
+) -> np.ndarray:
+    """One free column's cells typed: float64 where ``numeric``, else strings with None.
+
+    Raises:
+        DataError: a value that does not parse in a numeric column.
+    """
+    if numeric:
+        return numbers_of(values, name, missing=missing, file=file, rows=rows)
+    return categories_of(values, missing)
 
 
 def type_columns(
@@ -158,10 +179,8 @@ def parse_lead_cells(
     for name, values in columns.items():
         if name in LEAD_RESERVED:
             continue
-        if roles.get(name, Role.CATEGORICAL) == Role.NUMERIC:
-            parsed[name] = numbers_of(values, name, missing=missing, file=file, rows=rows)
-        else:
-            parsed[name] = categories_of(values, missing)
+        numeric = roles.get(name, Role.CATEGORICAL) == Role.NUMERIC
+        parsed[name] = _typed(values, name, numeric, missing, file, rows)
     n = len(columns[Columns.LEAD])
     return frame_from_arrays(
         {c: parsed[c] for c in columns}, pd.RangeIndex(n) if index is None else index
