@@ -255,6 +255,11 @@ def main() -> None:
     ap.add_argument(
         "--crosses", default=TrainConfig().affinity_crosses, choices=list(AFFINITY_CROSSES)
     )
+    ap.add_argument(
+        "--affinity-features",
+        default=TrainConfig().affinity_features,
+        choices=["all", "firmographic"],
+    )
     ap.add_argument("--test-share", type=float, default=0.2)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "leadrank_aq")
     args = ap.parse_args()
@@ -269,12 +274,14 @@ def main() -> None:
         n_threads=args.threads,
         affinity_engine=args.engine,
         affinity_crosses=args.crosses,
+        affinity_features=args.affinity_features,
         placebo=False,
     )
     r = measure(folder, cfg, args.test_share)
     print(
         f"leads={args.leads} reps={args.reps} seed={args.seed} rep_effect={args.rep_effect:g} "
-        f"engine={args.engine} crosses={args.crosses} threads={args.threads} "
+        f"engine={args.engine} crosses={args.crosses} features={args.affinity_features} "
+        f"threads={args.threads} "
         f"(simulate {t_sim:.1f} s)"
     )
     print(
