@@ -138,10 +138,10 @@ def used_counts(
 
     Args:
         room_below: only reps with a daily capacity (an unlimited rep is open whatever
-            it took) and fewer than this many leads of
-            room left on the day. Routing ``n`` leads needs no other: a rep with room for
-            all ``n`` routes exactly as one that took none (``recommender.routing``), so
-            the planner reads a handful of nearly full reps instead of every counter.
+            it took) and fewer than this many leads of room left on the day. Routing
+            ``n`` leads needs no other: a rep with room for all ``n`` routes exactly as
+            one that took none (``recommender.routing``), so the planner reads a handful
+            of nearly full reps instead of every counter.
     """
     if not days:
         return {}
