@@ -43,7 +43,7 @@ class TrainConfig:
             without accounts reads all. Measured with ``bench/routing_capture.py`` (50
             reps, seed 1, share of the oracle's routing uplift, all -> firmographic):
             ``lowrank`` 0.04 -> 0.44 at 25,000 leads, 0.51 -> 0.56 at 50,000, 0.57 -> 0.62
-            at 100,000; LightFM 0.22 -> 0.21, 0.37 -> 0.37, 0.50 -> 0.47.
+            at 100,000; LightFM 0.22 -> 0.21, 0.37 -> 0.37, 0.50 -> 0.46.
         n_components: width of the affinity (ICP) embedding.
         n_threads: threads for model fitting and scoring. The default 1 keeps training
             bit-for-bit reproducible for a seed (LightFM's parallel SGD is not); more
