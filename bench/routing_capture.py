@@ -35,12 +35,13 @@ per-rep strength test found nothing), 100,000 leads 0.49 -> 0.50, 250,000 leads 
 Measured on 2026-11-23 (firmographic crosses, seed 1, one thread), share of the oracle's
 uplift by engine, LightFM / lowrank / the segment oracle: 25,000 leads 0.22 / 0.04 (z 1.8:
 the combiner keeps none of it) / 0.76; 100,000 leads 0.50 / 0.57 / 0.91; 500,000 leads
-0.76 / 0.79 / 0.95; 1,000,000 leads 0.79 (0.7948 from the printed rates) / 0.80 (0.7994) /
+0.76 / 0.74 / 0.95; 1,000,000 leads 0.79 (0.7948 from the printed rates) / 0.80 (0.7994) /
 0.96. The oracle on arrival is within 0.02 of the oracle throughout (500k: 0.2335 against
 0.2358), so what is missing is per-rep learning, not information. Seeds 2 and 3: 50,000
 leads (seed 2) 0.41 / 0.59; 100,000 leads 0.52 / 0.61 and 0.46 / 0.51; 50,000 (seed 1)
-0.37 / 0.51. Training at 500k: LightFM 214 s, lowrank 548 s (before its penalty was
-picked on a 60k-row subsample and reused by the refit; 100k: 146 -> 35 s).
+0.37 / 0.51. Training at 500k: LightFM 214 s, lowrank 221 s; before lowrank's penalty
+was picked on a 60k-row subsample and reused by the refit it took 548 s there (100k: 146
+-> 35 s) and captured 0.79 at 500k, not 0.74: the subsample costs accuracy at that size.
 """
 
 from __future__ import annotations
