@@ -50,7 +50,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from recommender.columns import Columns, Outcome
-from recommender.config import AFFINITY_CROSSES, TrainConfig
+from recommender.config import AFFINITY_BINS, AFFINITY_CROSSES, TrainConfig
 from recommender.data.load import load_dataset
 from recommender.data.simulate import knowable_base_logit, load_truth, simulate
 from recommender.pipeline import fit_bundle, interactions, restrict, training_as_of
@@ -260,6 +260,12 @@ def main() -> None:
         default=TrainConfig().affinity_features,
         choices=["all", "firmographic"],
     )
+    ap.add_argument(
+        "--affinity-bins",
+        default=TrainConfig().affinity_bins,
+        choices=list(AFFINITY_BINS),
+        help="how the affinity model cuts numeric columns",
+    )
     ap.add_argument("--test-share", type=float, default=0.2)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "leadrank_aq")
     args = ap.parse_args()
@@ -275,12 +281,14 @@ def main() -> None:
         affinity_engine=args.engine,
         affinity_crosses=args.crosses,
         affinity_features=args.affinity_features,
+        affinity_bins=args.affinity_bins,
         placebo=False,
     )
     r = measure(folder, cfg, args.test_share)
     print(
         f"leads={args.leads} reps={args.reps} seed={args.seed} rep_effect={args.rep_effect:g} "
         f"engine={args.engine} crosses={args.crosses} features={args.affinity_features} "
+        f"bins={args.affinity_bins} "
         f"threads={args.threads} "
         f"(simulate {t_sim:.1f} s)"
     )

@@ -139,6 +139,7 @@ def main() -> None:
     ap.add_argument("--crosses", nargs="+", default=["none", "firmographic"])
     ap.add_argument("--engine", nargs="+", default=[TrainConfig().affinity_engine])
     ap.add_argument("--affinity-features", default=TrainConfig().affinity_features)
+    ap.add_argument("--affinity-bins", default=TrainConfig().affinity_bins)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--explore", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
@@ -163,6 +164,7 @@ def main() -> None:
                 affinity_crosses=crosses,
                 affinity_engine=engine,
                 affinity_features=args.affinity_features,
+                affinity_bins=args.affinity_bins,
             )
             r = capture(folder, split, cfg, args.explore)
             print(

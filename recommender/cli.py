@@ -128,10 +128,22 @@ FeaturesOpt = Annotated[
 ]
 
 
-def _check_affinity_options(engine: str, crosses: str, features: str = "all") -> None:
-    """Exit 2 naming the option when ``--engine``, ``--crosses`` or ``--affinity-features``
-    is not a known value."""
-    from recommender.config import AFFINITY_CROSSES, AFFINITY_FEATURES
+BinsOpt = Annotated[
+    str,
+    typer.Option(
+        "--affinity-bins",
+        help="How the affinity model cuts numbers: quantile, or magnitude (powers of ten "
+        "for columns spread over orders of magnitude, such as company size).",
+    ),
+]
+
+
+def _check_affinity_options(
+    engine: str, crosses: str, features: str = "all", bins: str = "quantile"
+) -> None:
+    """Exit 2 naming the option when ``--engine``, ``--crosses``, ``--affinity-features``
+    or ``--affinity-bins`` is not a known value."""
+    from recommender.config import AFFINITY_BINS, AFFINITY_CROSSES, AFFINITY_FEATURES
     from recommender.models.affinity import ENGINES
 
     if engine not in ENGINES:
@@ -140,6 +152,8 @@ def _check_affinity_options(engine: str, crosses: str, features: str = "all") ->
         fail(f"--crosses must be one of {', '.join(AFFINITY_CROSSES)}, not '{crosses}'")
     if features not in AFFINITY_FEATURES:
         fail(f"--affinity-features must be one of {', '.join(AFFINITY_FEATURES)}, not '{features}'")
+    if bins not in AFFINITY_BINS:
+        fail(f"--affinity-bins must be one of {', '.join(AFFINITY_BINS)}, not '{bins}'")
 
 
 @app.command()
@@ -157,6 +171,7 @@ def train(
         float, typer.Option("--half-life", min=0.01, help="Engagement half-life in days.")
     ] = 14.0,
     features: FeaturesOpt = "all",
+    bins: BinsOpt = "quantile",
 ) -> None:
     """Fit every model on the history and write a model folder.
 
@@ -165,12 +180,13 @@ def train(
     from recommender.config import TrainConfig
     from recommender.pipeline import train as run_train
 
-    _check_affinity_options(engine, crosses, features)
+    _check_affinity_options(engine, crosses, features, bins)
     cfg = TrainConfig(
         seed=seed,
         affinity_engine=engine,
         affinity_crosses=crosses,
         affinity_features=features,
+        affinity_bins=bins,
         half_life_days=half_life,
     )
     cut = _parse_time(until, "--until") if until else None
@@ -219,6 +235,7 @@ def evaluate(
     engine: EngineOpt = "lightfm",
     crosses: CrossesOpt = CROSSES_DEFAULT,
     features: FeaturesOpt = "all",
+    bins: BinsOpt = "quantile",
 ) -> None:
     """Train on leads created before T, test on the rest, print a report, write JSON.
 
@@ -229,7 +246,7 @@ def evaluate(
     from recommender.evaluation.evaluate import evaluate as run_evaluate
     from recommender.evaluation.report import render_report
 
-    _check_affinity_options(engine, crosses, features)
+    _check_affinity_options(engine, crosses, features, bins)
     cut = _parse_time(split_time, "--split-time")
     config = TrainConfig(
         seed=seed,
@@ -238,6 +255,7 @@ def evaluate(
         affinity_engine=engine,
         affinity_crosses=crosses,
         affinity_features=features,
+        affinity_bins=bins,
     )
     result = run_evaluate(
         data,

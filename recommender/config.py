@@ -9,6 +9,8 @@ AFFINITY_CROSSES = ("none", "firmographic", "all")
 """Values of :attr:`TrainConfig.affinity_crosses`."""
 AFFINITY_FEATURES = ("all", "firmographic")
 """Values of :attr:`TrainConfig.affinity_features`."""
+AFFINITY_BINS = ("quantile", "magnitude")
+"""Values of :attr:`TrainConfig.affinity_bins` (``recommender.features.BINS``)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class TrainConfig:
             reps, seed 1, share of the oracle's routing uplift, all -> firmographic):
             ``lowrank`` 0.04 -> 0.44 at 25,000 leads, 0.51 -> 0.56 at 50,000, 0.57 -> 0.62
             at 100,000; LightFM 0.22 -> 0.21, 0.37 -> 0.37, 0.50 -> 0.46.
+        affinity_bins: how the affinity model cuts numeric lead columns (and so which
+            size classes it crosses with industry): ``quantile`` (five equal-count bins)
+            or ``magnitude`` (powers of ten for a column spread over two orders of
+            magnitude or more, as sales teams cut company size and revenue; quantiles
+            otherwise; see ``recommender.features.magnitude_edges``).
         n_components: width of the affinity (ICP) embedding.
         n_threads: threads for model fitting and scoring. The default 1 keeps training
             bit-for-bit reproducible for a seed (LightFM's parallel SGD is not); more
@@ -63,6 +70,7 @@ class TrainConfig:
     affinity_engine: str = "lightfm"
     affinity_crosses: str = "firmographic"
     affinity_features: str = "all"
+    affinity_bins: str = "quantile"
     n_components: int = 16
     n_threads: int = 1
     embedding: str = "contributions"
@@ -70,11 +78,12 @@ class TrainConfig:
     placebo: bool = True
 
     def __post_init__(self) -> None:
-        """Reject an unknown ``affinity_crosses`` or ``affinity_features``.
+        """Reject an unknown ``affinity_crosses``, ``affinity_features`` or ``affinity_bins``.
 
         Raises:
-            ValueError: ``affinity_crosses`` is not one of :data:`AFFINITY_CROSSES`, or
-                ``affinity_features`` not one of :data:`AFFINITY_FEATURES`.
+            ValueError: ``affinity_crosses`` is not one of :data:`AFFINITY_CROSSES`,
+                ``affinity_features`` not one of :data:`AFFINITY_FEATURES`, or
+                ``affinity_bins`` not one of :data:`AFFINITY_BINS`.
         """
         if self.affinity_crosses not in AFFINITY_CROSSES:
             raise ValueError(
@@ -85,6 +94,11 @@ class TrainConfig:
             raise ValueError(
                 f"affinity_features must be one of {', '.join(AFFINITY_FEATURES)}, "
                 f"not {self.affinity_features!r}"
+            )
+        if self.affinity_bins not in AFFINITY_BINS:
+            raise ValueError(
+                f"affinity_bins must be one of {', '.join(AFFINITY_BINS)}, "
+                f"not {self.affinity_bins!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,4 +111,5 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
         values.setdefault("affinity_crosses", "none")  # saved before crosses existed
+        values.setdefault("affinity_bins", "quantile")  # saved before magnitude bins
         return cls(**values)

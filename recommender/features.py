@@ -45,6 +45,35 @@ from recommender.models.base import Table, category_values, numeric_values
 
 MISSING = "(missing)"
 OTHER = "(other)"
+BINS = ("quantile", "magnitude")
+"""Values of ``FeatureEncoder(bins=...)``."""
+#: ``magnitude`` bins: the share of values left out at each end when deciding the
+#: column's span, and the span (high / low) from which powers of ten cut it.
+MAGNITUDE_TAIL = 0.01
+MAGNITUDE_SPAN = 100.0
+
+
+def magnitude_edges(values: np.ndarray) -> np.ndarray | None:
+    """Powers of ten inside a positive, wide-spread column's range, or None.
+
+    Company size and revenue are spread over orders of magnitude, and sales teams cut them
+    at round numbers (fewer than 100 employees, 100-999, 1,000 and more), not at the
+    quantiles of this year's leads. For a column whose 1st percentile is positive and whose
+    99th is at least :data:`MAGNITUDE_SPAN` times larger, the edges are the powers of ten
+    strictly above the 1st percentile and at most the 99th (so no end bin holds only
+    outliers; a rare zero falls in the lowest bin); for any other column, None (cut by
+    quantiles).
+
+    Args:
+        values: the column's finite values.
+    """
+    if values.size == 0:
+        return None
+    lo, hi = np.quantile(values, [MAGNITUDE_TAIL, 1.0 - MAGNITUDE_TAIL])
+    if lo <= 0.0 or hi < MAGNITUDE_SPAN * lo:
+        return None
+    powers = np.arange(np.floor(np.log10(lo)) + 1, np.floor(np.log10(hi)) + 1)
+    return np.asarray(10.0**powers, dtype=float)
 
 
 class FeatureEncoder:
@@ -66,6 +95,10 @@ class FeatureEncoder:
         cross_columns: only columns with these names are crossed (pairs within the set);
             ``None`` (default) makes every low-cardinality column eligible, and an empty
             set gives no crosses. Names absent from the fitted specs are ignored.
+        bins: how numeric columns are cut: ``quantile`` (default: ``n_bins`` equal-count
+            bins) or ``magnitude`` (see :func:`magnitude_edges`: a positive column spread
+            over two orders of magnitude or more is cut at powers of ten, "10-99
+            employees", "100-999"; other columns keep quantile bins).
     """
 
     def __init__(
@@ -76,13 +109,17 @@ class FeatureEncoder:
         cross_max_levels: int = 0,
         max_crosses: int = 66,
         cross_columns: Sequence[str] | None = None,
+        bins: str = "quantile",
     ) -> None:
+        if bins not in BINS:
+            raise ValueError(f"bins must be one of {', '.join(BINS)}, not {bins!r}")
         self.n_bins = n_bins
         self.min_count = min_count
         self.max_categories = max_categories
         self.cross_max_levels = cross_max_levels
         self.max_crosses = max_crosses
         self.cross_columns = cross_columns
+        self.bins = bins
 
     def fit(self, frame: pd.DataFrame, specs: Sequence[FeatureSpec]) -> Self:
         """Learn the vocabulary of each numeric or categorical column of ``specs``."""
@@ -91,8 +128,10 @@ class FeatureEncoder:
             if spec.role == Role.NUMERIC:
                 values = pd.to_numeric(frame[spec.name], errors="coerce").to_numpy(float)
                 finite = values[np.isfinite(values)]
-                qs = np.linspace(0, 1, self.n_bins + 1)[1:-1]
-                edges = np.unique(np.quantile(finite, qs)) if finite.size else np.array([])
+                edges = magnitude_edges(finite) if self.bins == "magnitude" else None
+                if edges is None:
+                    qs = np.linspace(0, 1, self.n_bins + 1)[1:-1]
+                    edges = np.unique(np.quantile(finite, qs)) if finite.size else np.array([])
                 self.columns_.append(
                     {"name": spec.name, "kind": "numeric", "edges": edges.tolist()}
                 )
@@ -244,6 +283,7 @@ class FeatureEncoder:
             "cross_max_levels": self.cross_max_levels,
             "max_crosses": self.max_crosses,
             "cross_columns": None if self.cross_columns is None else list(self.cross_columns),
+            "bins": self.bins,
             "columns": self.columns_,
             "crosses": self.crosses_,
         }
@@ -262,6 +302,7 @@ class FeatureEncoder:
             cross_max_levels=data.get("cross_max_levels", 0),
             max_crosses=data.get("max_crosses", 0),
             cross_columns=data.get("cross_columns"),
+            bins=data.get("bins", "quantile"),
         )
         enc.columns_ = list(data["columns"])
         enc.crosses_ = [dict(c) for c in data.get("crosses", [])]

@@ -267,7 +267,8 @@ def affinity_specs(ds: Dataset, cfg: TrainConfig) -> list[FeatureSpec]:
 def affinity_encoder(ds: Dataset, cfg: TrainConfig) -> FeatureEncoder:
     """The unfitted lead encoder of the affinity model, crossed as ``cfg`` asks.
 
-    ``cfg.affinity_crosses``: ``none`` no crosses; ``firmographic`` pairs of the columns
+    Numeric columns are cut as ``cfg.affinity_bins`` says. ``cfg.affinity_crosses``:
+    ``none`` no crosses; ``firmographic`` pairs of the columns
     joined from ``accounts.csv`` (``FeatureSpec.origin == "account"``; none when the data
     has no accounts); ``all`` pairs of every column. Either way only columns with at most
     :data:`AFFINITY_CROSS_MAX_LEVELS` levels are crossed.
@@ -275,14 +276,16 @@ def affinity_encoder(ds: Dataset, cfg: TrainConfig) -> FeatureEncoder:
     Raises:
         ValueError: ``cfg.affinity_crosses`` is none of these.
     """
-    mode = cfg.affinity_crosses
+    mode, bins = cfg.affinity_crosses, cfg.affinity_bins
     if mode == "none":
-        return FeatureEncoder()
+        return FeatureEncoder(bins=bins)
     if mode == "firmographic":
         account = [f.name for f in ds.features if f.origin == "account"]
-        return FeatureEncoder(cross_max_levels=AFFINITY_CROSS_MAX_LEVELS, cross_columns=account)
+        return FeatureEncoder(
+            cross_max_levels=AFFINITY_CROSS_MAX_LEVELS, cross_columns=account, bins=bins
+        )
     if mode == "all":
-        return FeatureEncoder(cross_max_levels=AFFINITY_CROSS_MAX_LEVELS)
+        return FeatureEncoder(cross_max_levels=AFFINITY_CROSS_MAX_LEVELS, bins=bins)
     raise ValueError(f"unknown affinity_crosses {mode!r}: none, firmographic or all")
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recommender.data.simulate import simulate
@@ -217,6 +218,23 @@ def test_affinity_features_reads_only_the_account_columns(team: Path, tmp_path: 
     bad = leadrank("train", team, "--out", tmp_path / "x", "--affinity-features", "some")
     assert bad.returncode == 2
     assert "--affinity-features must be one of all, firmographic" in bad.stderr
+
+
+def test_affinity_bins_cut_company_size_at_powers_of_ten(team: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    done = leadrank("train", team, "--out", out, "--affinity-bins", "magnitude")
+    assert done.returncode == 0, done.stderr
+    config = json.loads((out / "manifest.json").read_text())["config"]
+    assert config["affinity_bins"] == "magnitude"
+    from recommender.pipeline import ModelBundle
+
+    columns = {c["name"]: c for c in ModelBundle.load(out).encoder.to_dict()["columns"]}
+    edges = columns["employees"]["edges"]
+    assert edges and all(e == 10 ** round(np.log10(e)) for e in edges)
+    bad = leadrank("train", team, "--out", tmp_path / "x", "--affinity-bins", "log")
+    assert bad.returncode == 2
+    assert "--affinity-bins must be one of quantile, magnitude" in bad.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_crosses_option_default_is_the_config_default() -> None:

@@ -11,7 +11,7 @@ import pytest
 from recommender.columns import Role
 from recommender.data.dataset import FeatureSpec
 from recommender.errors import NotFittedError
-from recommender.features import FeatureEncoder
+from recommender.features import FeatureEncoder, magnitude_edges
 
 SPECS = [
     FeatureSpec("industry", Role.CATEGORICAL),
@@ -177,3 +177,51 @@ def test_old_dict_without_cross_columns_loads_unrestricted() -> None:
     back = FeatureEncoder.from_dict(old)
     assert back.cross_columns is None and back.crosses_ == enc.crosses_
     assert (back.transform(df) != enc.transform(df)).nnz == 0
+
+
+def test_magnitude_edges_are_powers_of_ten_inside_a_wide_column() -> None:
+    rng = np.random.default_rng(1)
+    wide = np.exp(rng.normal(5, 1.5, 5_000))  # about 10 to 8,000
+    edges = magnitude_edges(wide)
+    assert edges is not None
+    lo, hi = np.quantile(wide, [0.01, 0.99])
+    assert np.all(np.log10(edges) == np.round(np.log10(edges)))
+    assert edges.min() > lo and edges.max() <= hi
+    assert edges.min() / 10 <= lo and edges.max() * 10 > hi  # every power inside is kept
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.linspace(40.0, 60.0, 100),  # narrow: less than two orders of magnitude
+        np.linspace(-500.0, 500.0, 100),  # 1st percentile not positive
+        np.array([]),
+    ],
+)
+def test_magnitude_edges_none_for_narrow_or_signed_columns(values: np.ndarray) -> None:
+    assert magnitude_edges(values) is None
+
+
+def test_magnitude_bins_cut_wide_columns_and_keep_quantiles_for_others() -> None:
+    df = frame(2_000)
+    df["score"] = np.linspace(40.0, 60.0, len(df))
+    specs = [*SPECS, FeatureSpec("score", Role.NUMERIC)]
+    enc = FeatureEncoder(bins="magnitude").fit(df, specs)
+    quant = FeatureEncoder().fit(df, specs)
+    edges = {c["name"]: c.get("edges") for c in enc.columns_}
+    assert edges["employees"] == [10.0, 100.0, 1000.0]
+    assert edges["score"] == {c["name"]: c.get("edges") for c in quant.columns_}["score"]
+    assert "employees in [100, 1000)" in enc.labels_
+    x = enc.transform(pd.DataFrame({"employees": [99.0, 100.0, 5e6]}))
+    hit = [enc.labels_[j] for j in x.indices if enc.labels_[j].startswith("employees")]
+    assert hit == ["employees in [10, 100)", "employees in [100, 1000)", "employees in [1000, inf)"]
+    again = FeatureEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    assert again.bins == "magnitude" and again.labels_ == enc.labels_
+
+
+def test_unknown_bins_rejected_and_old_dict_loads_as_quantile() -> None:
+    with pytest.raises(ValueError, match="bins must be one of"):
+        FeatureEncoder(bins="log")
+    data = FeatureEncoder().fit(frame(), SPECS).to_dict()
+    del data["bins"]
+    assert FeatureEncoder.from_dict(data).bins == "quantile"

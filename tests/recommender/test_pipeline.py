@@ -268,4 +268,8 @@ def test_a_config_saved_before_crosses_existed_loads_as_none() -> None:
     old = TrainConfig().to_dict()
     del old["affinity_crosses"]
     assert TrainConfig.from_dict(old).affinity_crosses == "none"
+    del old["affinity_bins"]  # and before magnitude bins: quantile bins
+    assert TrainConfig.from_dict(old).affinity_bins == "quantile"
+    with pytest.raises(ValueError, match="affinity_bins must be one of quantile, magnitude"):
+        TrainConfig(affinity_bins="log")
     assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
