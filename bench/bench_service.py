@@ -247,11 +247,32 @@ def drive_wrk(
     return {"rps": rps, "p50_ms": latency("50"), "p99_ms": latency("99")}, errors
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its descendants.
+
+    Read from ``/proc`` (Linux); ``nan`` where it cannot be read.
+    """
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    todo = [pid]
+    try:
+        while todo:
+            p = todo.pop()
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return total
+
+
 def print_row(name: str, row: dict[str, float], errors: int) -> None:
-    """Print one measured row."""
+    """Print one measured row (with the server's CPU time per request where measured)."""
+    cpu = f"   server cpu {row['cpu_us']:5.0f} us/req" if "cpu_us" in row else ""
     print(
         f"{name:<28} {row['rps']:9.0f} req/s   p50 {row['p50_ms']:7.1f} ms   "
-        f"p99 {row['p99_ms']:7.1f} ms   errors {errors}"
+        f"p99 {row['p99_ms']:7.1f} ms   errors {errors}{cpu}"
     )
 
 
@@ -349,6 +370,8 @@ def main() -> None:
         urls["POST /v1/route"] = base + "/v1/route"
         offset = 0
         rows: dict[str, list[float]] = {name: [] for name in urls}
+        cpus: dict[str, list[float]] = {name: [] for name in urls}
+        pids = {"bare FastAPI constant": bare.pid, "POST /v1/route": service.pid}
         for r in range(args.repeat):
             for name, url in urls.items():
                 if args.client == "wrk":
@@ -363,6 +386,7 @@ def main() -> None:
                         args.work,
                         args.days,
                     )
+                    cpu0 = cpu_seconds(pids[name])
                     row, errors = drive_wrk(
                         url,
                         template,
@@ -373,8 +397,12 @@ def main() -> None:
                         args.work,
                         args.days,
                     )
+                    row["cpu_us"] = (
+                        (cpu_seconds(pids[name]) - cpu0) / (row["rps"] * args.seconds) * 1e6
+                    )
                     print_row(f"{name} #{r + 1}", row, errors)
                     rows[name].append(row["rps"])
+                    cpus[name].append(row["cpu_us"])
                     continue
                 warm = [
                     json.dumps({"leads": [lead(offset + i, template, args.days)]}).encode()
@@ -395,6 +423,12 @@ def main() -> None:
             f"(route {min(route_rps):.0f}..{max(route_rps):.0f} req/s, "
             f"bare {min(bare_rps):.0f}..{max(bare_rps):.0f} req/s)"
         )
+        if cpus["POST /v1/route"]:
+            route_cpu, bare_cpu = cpus["POST /v1/route"], cpus["bare FastAPI constant"]
+            print(
+                f"server cpu per request (median): route {statistics.median(route_cpu):.0f} us, "
+                f"bare {statistics.median(bare_cpu):.0f} us"
+            )
         with httpx.Client(base_url=base, timeout=60) as c:
             text = c.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).text
         counts = {

@@ -418,6 +418,88 @@ class ModelBundle:
             ``lead_id``, ``rep_id`` (None where no rep could take the lead), ``probability``,
             ``policy``, ``propensity``, ``reason``, ``day``, ``alternatives``.
         """
+        columns = self._route_columns(
+            leads,
+            reps=reps,
+            used=used,
+            events=events,
+            seed=seed,
+            explore=explore,
+            holdout=holdout,
+            n_alternatives=n_alternatives,
+        )
+        if columns is None:
+            return pd.DataFrame()
+        n = len(columns["day"])
+        alternatives = np.empty(n, dtype=object)  # one list per lead: never a 2-D array
+        for i, runners in enumerate(columns["alternatives"]):
+            alternatives[i] = runners
+        reasons = np.empty(n, dtype=object)
+        reasons[:] = columns["reason"]
+        chosen_array = np.empty(n, dtype=object)
+        chosen_array[:] = columns[Columns.REP]
+        return frame_from_arrays(
+            {
+                Columns.LEAD: _inferred(columns[Columns.LEAD]),
+                # object columns: pandas 3 would infer "str" and turn None into NaN
+                Columns.REP: chosen_array,
+                "probability": np.array(columns["probability"], dtype=np.float64),
+                "policy": _inferred(columns["policy"]),
+                "propensity": np.array(columns["propensity"], dtype=np.float64),
+                "reason": reasons,
+                "day": _inferred(columns["day"]),
+                "alternatives": alternatives,
+            },
+            pd.RangeIndex(n),
+        )
+
+    def route_rows(
+        self,
+        leads: pd.DataFrame,
+        *,
+        reps: pd.DataFrame | None = None,
+        used: Mapping[tuple[str, str], int] | None = None,
+        events: pd.DataFrame | None = None,
+        seed: int = 0,
+        explore: float = 0.0,
+        holdout: float = 0.0,
+        n_alternatives: int = 3,
+    ) -> list[dict[str, Any]]:
+        """:meth:`route` as one dict per lead (its columns as keys), in input order.
+
+        The same decisions as :meth:`route` with the same arguments, without building
+        the frame (a service routing a few leads per call spent more on the frame and
+        on reading it back than on the assignment). Values are plain Python: ``rep_id``
+        and ``reason`` may be ``None``, ``probability`` and ``propensity`` are floats.
+        """
+        columns = self._route_columns(
+            leads,
+            reps=reps,
+            used=used,
+            events=events,
+            seed=seed,
+            explore=explore,
+            holdout=holdout,
+            n_alternatives=n_alternatives,
+        )
+        if columns is None:
+            return []
+        names = list(columns)
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+    def _route_columns(
+        self,
+        leads: pd.DataFrame,
+        *,
+        reps: pd.DataFrame | None,
+        used: Mapping[tuple[str, str], int] | None,
+        events: pd.DataFrame | None,
+        seed: int,
+        explore: float,
+        holdout: float,
+        n_alternatives: int,
+    ) -> dict[str, list[Any]] | None:
+        """The columns of :meth:`route` as lists (``None`` for no leads)."""
         table = self.reps if reps is None else reps
         rep_ids = [str(r) for r in table[Columns.REP].to_numpy(dtype=object)]
         n = len(leads)
@@ -471,14 +553,14 @@ class ModelBundle:
             propensity = np.zeros(n)
             reason = ["no reps in the model or the reps file"] * n
         if n == 0:
-            return pd.DataFrame()
+            return None
         if rep_ids and n <= _FEW_LEADS and eligible is None:  # only the top of each row
             order: np.ndarray | None = _top_order(prob, active, n_alternatives)
         else:
             order = np.argsort(-prob, axis=1, kind="stable") if rep_ids else None
         chosen_ids: list[str | None] = []
         probability: list[float] = []
-        alternatives = np.empty(n, dtype=object)  # one list per lead: never a 2-D array
+        alternatives: list[list[dict[str, Any]]] = []
         for i in range(n):
             j = int(chosen[i])
             chosen_ids.append(rep_ids[j] if j >= 0 else None)
@@ -488,27 +570,19 @@ class ModelBundle:
             runners = (
                 _runners_up(order[i], j, open_reps, n_alternatives) if order is not None else []
             )
-            alternatives[i] = [
-                {Columns.REP: rep_ids[a], "probability": float(prob[i, a])} for a in runners
-            ]
-        reasons = np.empty(n, dtype=object)
-        reasons[:] = [None if v is None or v != v else v for v in reason]
-        chosen_array = np.empty(n, dtype=object)
-        chosen_array[:] = chosen_ids
-        return frame_from_arrays(
-            {
-                Columns.LEAD: _inferred(lead_ids.tolist()),
-                # object columns: pandas 3 would infer "str" and turn None into NaN
-                Columns.REP: chosen_array,
-                "probability": np.array(probability, dtype=np.float64),
-                "policy": _inferred([str(v) for v in policy]),
-                "propensity": np.array([float(v) for v in propensity], dtype=np.float64),
-                "reason": reasons,
-                "day": _inferred(days),
-                "alternatives": alternatives,
-            },
-            pd.RangeIndex(n),
-        )
+            alternatives.append(
+                [{Columns.REP: rep_ids[a], "probability": float(prob[i, a])} for a in runners]
+            )
+        return {
+            Columns.LEAD: lead_ids.tolist(),
+            Columns.REP: chosen_ids,
+            "probability": probability,
+            "policy": [str(v) for v in policy],
+            "propensity": [float(v) for v in propensity],
+            "reason": [None if v is None or v != v else v for v in reason],
+            "day": days,
+            "alternatives": alternatives,
+        }
 
     def rule_batch_key(self, leads: pd.DataFrame) -> tuple[bool | None, ...]:
         """What the eligibility rules read off ``leads`` as a whole (:func:`rules.batch_key`).
@@ -727,17 +801,25 @@ def _top_order(prob: np.ndarray, active: np.ndarray, k: int) -> np.ndarray:
     that :func:`_runners_up` finds the same ``k`` active reps (the chosen rep excepted).
 
     Only the ``k + 1`` best active reps of a row and the inactive reps tied with or
-    above them are needed; each row is partitioned, then only that head is sorted.
+    above them are needed; each row is partitioned, then only that head is sorted (all
+    rows in one step unless a row ties at its cut, where that row's head is longer).
     """
     n_reps = prob.shape[1]
     need = k + 1 + int(n_reps - np.count_nonzero(active))  # a few more than enough
     if need >= n_reps or np.isnan(prob).any():
         return np.argsort(-prob, axis=1, kind="stable")
+    neg = -prob
+    kth = np.partition(neg, need - 1, axis=1)[:, need - 1 : need]
+    head = neg <= kth  # ties with the need-th value included
+    if np.all(np.count_nonzero(head, axis=1) == need):  # no ties: one step for all rows
+        cols = np.nonzero(head)[1].reshape(prob.shape[0], need)  # ascending in each row
+        rank = np.argsort(np.take_along_axis(neg, cols, axis=1), axis=1, kind="stable")
+        return np.take_along_axis(cols, rank, axis=1)
     out = np.empty((prob.shape[0], need), dtype=np.int64)
-    for i, row in enumerate(-prob):
-        kth = np.partition(row, need - 1)[need - 1]
-        head = np.flatnonzero(row <= kth)  # ties with the need-th value included
-        out[i] = head[np.argsort(row[head], kind="stable")][:need]
+    for i, row in enumerate(neg):
+        cut = np.partition(row, need - 1)[need - 1]
+        top = np.flatnonzero(row <= cut)  # ties with the need-th value included
+        out[i] = top[np.argsort(row[top], kind="stable")][:need]
     return out
 
 

@@ -12,6 +12,15 @@ Anything else (a missing, unknown or uncached key, a wrong role, no model, a bod
 is not JSON or does not validate, another content type) goes the usual way, which
 answers exactly as before: 401, 403, 503 or a 422 naming the field. Nothing is stored
 before the quick path has decided to answer, so falling back never routes twice.
+
+:class:`QuickRouteMiddleware` takes the same quick path one step earlier, as a pure ASGI
+middleware inside the app's own (body limit, metrics): FastAPI's exception middleware,
+exit stack, router matching and ``request_response`` cost a plain request more than
+the whole bare endpoint of ``bench/bench_service.py`` spends in its handler, and on the
+service's one hot endpoint they did nothing. A request it does not answer goes on down
+the usual stack with its body replayed; where the run itself fails, the failure is
+handed to the route's handler, which raises it inside FastAPI, so the app's exception
+handlers answer it exactly as before (and nothing runs twice).
 """
 
 from __future__ import annotations
@@ -22,12 +31,18 @@ from typing import Any
 import fastapi.routing
 from fastapi.routing import APIRoute, serialize_response
 from fastapi.security.utils import get_authorization_scheme_param
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.deps import role_may
+from service.middleware import replay
 from service.state import Loaded, Runtime
 from service.store.keys import hash_key
+
+QUICK_FAILED = "leadrank.quick_failed"
+"""Scope key: the exception the middleware's quick run raised (the handler re-raises it)."""
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 Run = Callable[[Runtime, Loaded, Any], Awaitable[Any]]
@@ -58,6 +73,9 @@ class FastRoute(APIRoute):
         status = self.status_code or 200  # as FastAPI: the route's, else Response's
 
         async def handler(request: Request) -> Response:
+            failed = request.scope.pop(QUICK_FAILED, None)
+            if failed is not None:  # QuickRouteMiddleware ran it: answer its error here
+                raise failed
             ready = await _ready(request, roles)
             if ready is None or body_field is None or response_field is None:
                 return await usual(request)
@@ -134,3 +152,129 @@ async def _ready(request: Request, roles: frozenset[str]) -> tuple[Runtime, Load
     except Exception:
         return None
     return runtime, model, data
+
+
+class QuickRouteMiddleware:
+    """Answer ``POST route.path`` by ``route``'s quick path before FastAPI's own stack.
+
+    The checks are :func:`_ready`'s (a cached key of an allowed role, a loaded model, a
+    JSON body, no dependency overrides) plus: the route has no dependencies beyond its
+    endpoint's and the app none of its own (else the usual stack must run them). The
+    body is validated as ``LeadsRequest`` straight from its bytes; an answer is
+    serialised as FastAPI's ``serialize_response`` does for a response model (by
+    alias, nothing excluded). Add it inside the body limit and metrics middleware: it
+    sets ``scope["route"]`` as FastAPI's router would, so the metrics name the route.
+
+    Args:
+        app: the rest of the stack (FastAPI's exception middleware and router).
+        route: the app's :class:`FastRoute` for the path (its ``run``, ``roles``).
+    """
+
+    def __init__(self, app: ASGIApp, route: FastRoute) -> None:
+        self.app = app
+        self.route = route
+        self.path = route.path
+        self.roles = frozenset(route.roles)
+        self.run = type(route).run
+        body = None if route.body_field is None else route.body_field.field_info.annotation
+        self.body_model: type[BaseModel] | None = None
+        if isinstance(body, type) and issubclass(body, BaseModel):
+            self.body_model = body
+        self.status = route.status_code or 200
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != self.path
+            or scope["method"] != "POST"
+            or scope.get("root_path")
+            or self.run is None
+            or self.body_model is None
+        ):
+            await self.app(scope, receive, send)
+            return
+        ready = self._ready(scope)
+        if ready is None:
+            await self.app(scope, receive, send)
+            return
+        runtime, model = ready
+        messages: list[Message] = []
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            more = bool(message.get("more_body", False))
+        if more or not any(chunks):
+            await self.app(scope, _replay_all(messages, receive), send)
+            return
+        body = b"".join(chunks)
+        try:
+            request = self.body_model.model_validate_json(body)
+        except Exception:  # not JSON, or invalid: FastAPI names the fields at fault
+            await self.app(scope, replay([body], None, receive), send)
+            return
+        try:
+            answer = await self.run(runtime, model, request)
+            content = type(answer).__pydantic_serializer__.to_json(answer, by_alias=True)
+        except Exception as exc:  # answered by the route's handler, inside FastAPI
+            scope[QUICK_FAILED] = exc
+            await self.app(scope, replay([body], None, receive), send)
+            return
+        self.route.quick_answers += 1
+        scope["route"] = self.route
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [
+                    (b"content-length", str(len(content)).encode()),
+                    (b"content-type", b"application/json"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+    def _ready(self, scope: Scope) -> tuple[Runtime, Loaded] | None:
+        """``(runtime, model)`` when the quick path may answer (see :func:`_ready`)."""
+        app = scope.get("app")
+        if getattr(app, "dependency_overrides", None) or self.route.dependencies:
+            return None
+        router = getattr(app, "router", None)
+        if router is None or getattr(router, "dependencies", None):
+            return None
+        state = scope.get("state")
+        runtime: Runtime | None = None if state is None else state.get("runtime")
+        model = None if runtime is None else runtime.model
+        if runtime is None or model is None:
+            return None
+        content_type = authorization = None
+        for name, value in scope["headers"]:
+            if name == b"content-type" and content_type is None:
+                content_type = value
+            elif name == b"authorization" and authorization is None:
+                authorization = value
+        if content_type != b"application/json" or authorization is None:
+            return None
+        scheme, secret = get_authorization_scheme_param(authorization.decode("latin-1"))
+        if scheme.lower() != "bearer" or not secret:
+            return None
+        role = runtime.keys.get(hash_key(secret))
+        if role is None or not role_may(role, self.roles):
+            return None
+        return runtime, model
+
+
+def _replay_all(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``messages`` again, then defers to ``receive``."""
+    pending = list(reversed(messages))
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replayed

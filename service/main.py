@@ -14,6 +14,7 @@ from service import actions, routing
 from service.batching import Coalescer
 from service.config import Settings
 from service.errors import install_error_handlers
+from service.fastroute import FastRoute, QuickRouteMiddleware
 from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.routers import ROUTERS
@@ -65,6 +66,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     install_error_handlers(app)
     metrics = Metrics()
+    for route in (r for router in ROUTERS for r in router.routes):
+        if isinstance(route, FastRoute) and type(route).run is not None:
+            app.add_middleware(QuickRouteMiddleware, route=route)  # inside the two below
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

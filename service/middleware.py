@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.metrics import Metrics
 
 
-def _replay(chunks: list[bytes], pending: Message | None, receive: Receive) -> Receive:
+def replay(chunks: list[bytes], pending: Message | None, receive: Receive) -> Receive:
     """A ``receive`` that first hands out the buffered body, then defers to ``receive``."""
     first: list[Message] = (
         [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
@@ -19,12 +19,12 @@ def _replay(chunks: list[bytes], pending: Message | None, receive: Receive) -> R
         else [pending]
     )
 
-    async def replay() -> Message:
+    async def replayed() -> Message:
         if first:
             return first.pop()
         return await receive()
 
-    return replay
+    return replayed
 
 
 class BodyLimitMiddleware:
@@ -57,7 +57,7 @@ class BodyLimitMiddleware:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                await self.app(scope, _replay([], message, receive), send)
+                await self.app(scope, replay([], message, receive), send)
                 return
             chunk = message.get("body", b"")
             received += len(chunk)
@@ -66,7 +66,7 @@ class BodyLimitMiddleware:
                 return
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
-        await self.app(scope, _replay(chunks, None, receive), send)
+        await self.app(scope, replay(chunks, None, receive), send)
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()

@@ -44,6 +44,32 @@ def _insert(conn: Connection, table: Any) -> Any:
     return sqlite.insert(table)
 
 
+# SQLite: the statements of every route batch run on the driver's cursor, with their
+# values converted here as SQLAlchemy's column types would (JSON text, DateTime text):
+# SQLAlchemy's statement execution and per-row bind processing cost a 32-lead route
+# batch more than SQLite's own work did (bench/bench_service.py, py-spy).
+_SQLITE_ROWS = 200
+"""Most rows per multi-row ``INSERT`` on SQLite (4 values each, far below its limit)."""
+
+
+def _cursor(conn: Connection) -> Any:
+    """A driver cursor on ``conn``'s connection (inside its transaction)."""
+    return conn.connection.cursor()
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """A naive datetime as SQLAlchemy's SQLite ``DateTime`` stores it."""
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d} "
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}"
+    )
+
+
+def _from_sqlite_time(value: Any) -> datetime:
+    """A stored SQLite ``DateTime`` text read back as a datetime (as SQLAlchemy does)."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
 # Statements run on every route request, built once: building a statement and its cache
 # key each time cost about as much as running it on SQLite.
 _DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -60,6 +86,14 @@ _USED_TIGHT = _USED.where(
     RepDayLoad.rep_id.in_(_LIMITED), RepDayLoad.count + bindparam("room") > _CAPACITY_OF
 )
 _STAMP = select(func.max(Rep.updated_at), func.count()).select_from(Rep)
+_STAMP_SQLITE = "SELECT max(updated_at), count(*) FROM reps"
+_USED_SQLITE = (
+    "SELECT rep_id, day, count FROM rep_day_load WHERE day IN (SELECT value FROM json_each(?))"
+)
+_USED_TIGHT_SQLITE = (
+    _USED_SQLITE + " AND rep_id IN (SELECT rep_id FROM reps WHERE capacity IS NOT NULL)"
+    " AND count + ? > (SELECT capacity FROM reps WHERE reps.rep_id = rep_day_load.rep_id)"
+)
 
 # Claiming capacity: every candidate rep's capacity and flag with its counters on the
 # days it is a candidate for (a rep without such a counter comes once, with a NULL day).
@@ -83,16 +117,21 @@ _CAPACITY = (
 # (candidate rep, batch day) pair and filters them (a batch of 30 leads over 30 days:
 # 3,600 lookups for 120 pairs), and SQLAlchemy renders its expanded lists on every call:
 # 1.5 ms of a 30-lead route batch -> 0.35 ms (bench/bench_service.py, py-spy).
-_CAPACITY_SQLITE = text(
+_CAPACITY_SQLITE = (
     "SELECT reps.rep_id, reps.capacity, reps.active, rep_day_load.day, rep_day_load.count "
-    "FROM json_each(:pairs) AS wanted "
+    "FROM json_each(?) AS wanted "
     "JOIN reps ON reps.rep_id = json_extract(wanted.value, '$[0]') "
     "LEFT OUTER JOIN rep_day_load ON rep_day_load.rep_id = reps.rep_id "
     "AND rep_day_load.day = json_extract(wanted.value, '$[1]')"
 )
-_ADD_LOAD_SQLITE = sqlite.insert(RepDayLoad).on_conflict_do_update(
-    index_elements=[RepDayLoad.rep_id, RepDayLoad.day],
-    set_={"count": RepDayLoad.count + sqlite.insert(RepDayLoad).excluded["count"]},
+_ADD_LOAD_SQLITE = (
+    "INSERT INTO rep_day_load (rep_id, day, count) VALUES (?, ?, ?) "
+    "ON CONFLICT (rep_id, day) DO UPDATE SET count = rep_day_load.count + excluded.count"
+)
+_ASSIGNMENT_COLUMNS = [c.name for c in Assignment.__table__.columns if c.name != "id"]
+_INSERT_ASSIGNMENT_SQLITE = (
+    f"INSERT INTO assignments ({', '.join(_ASSIGNMENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _ASSIGNMENT_COLUMNS)})"
 )
 # psycopg2 runs an executemany row by row (a round trip each): PostgreSQL gets the rows
 # as three arrays in one statement instead.
@@ -108,6 +147,10 @@ _NEW_LEADS = {
 }
 _EVENTS = select(EventRow.lead_id, EventRow.event, EventRow.at, EventRow.weight).where(
     EventRow.lead_id.in_(bindparam("ids", expanding=True))
+)
+_EVENTS_SQLITE = (
+    "SELECT lead_id, event, at, weight FROM events "
+    "WHERE lead_id IN (SELECT value FROM json_each(?))"
 )
 
 
@@ -145,6 +188,13 @@ def used_counts(
     """
     if not days:
         return {}
+    if conn.dialect.name == "sqlite":
+        cursor = _cursor(conn)
+        if room_below is None:
+            found = cursor.execute(_USED_SQLITE, (json.dumps(list(days)),))
+        else:
+            found = cursor.execute(_USED_TIGHT_SQLITE, (json.dumps(list(days)), int(room_below)))
+        return {(str(r), str(d)): int(n) for r, d, n in found.fetchall()}
     params: dict[str, Any] = {"days": list(days)}
     statement = _USED
     if room_below is not None:
@@ -178,7 +228,8 @@ def lock_capacity(
     if not wanted:
         return {}, {}
     if conn.dialect.name == "sqlite":
-        rows = conn.execute(_CAPACITY_SQLITE, {"pairs": json.dumps(wanted, ensure_ascii=False)})
+        pairs_json = json.dumps(wanted, ensure_ascii=False)
+        rows = _cursor(conn).execute(_CAPACITY_SQLITE, (pairs_json,)).fetchall()
     else:
         reps = sorted({rep for rep, _ in wanted})
         days = sorted({day for _, day in wanted})
@@ -208,11 +259,14 @@ def add_load(conn: Connection, taken: Mapping[tuple[str, str], int]) -> None:
         reps, days, counts = (list(column) for column in zip(*rows, strict=True))
         conn.execute(_ADD_LOAD_POSTGRES, {"reps": reps, "days": days, "counts": counts})
     else:
-        conn.execute(_ADD_LOAD_SQLITE, [{"rep_id": r, "day": d, "count": n} for r, d, n in rows])
+        _cursor(conn).executemany(_ADD_LOAD_SQLITE, rows)
 
 
 def reps_stamp(conn: Connection) -> tuple[Any, int]:
     """``(latest updated_at, number of reps)``: changes whenever a rep row changes."""
+    if conn.dialect.name == "sqlite":
+        latest, count = _cursor(conn).execute(_STAMP_SQLITE).fetchone()
+        return latest, int(count)
     row = conn.execute(_STAMP).one()
     return row[0], int(row[1])
 
@@ -228,15 +282,40 @@ def claim_leads(conn: Connection, leads: Sequence[tuple[str, str, dict[str, Any]
     if not leads:
         return set()
     now = utcnow()
+    if conn.dialect.name == "sqlite":
+        cursor, at = _cursor(conn), _sqlite_time(now)
+        new: set[str] = set()
+        for start in range(0, len(leads), _SQLITE_ROWS):
+            chunk = leads[start : start + _SQLITE_ROWS]
+            values = [v for i, d, r in chunk for v in (i, d, json.dumps(r), at)]
+            sql = (
+                "INSERT INTO leads (lead_id, day, record, received_at) VALUES "
+                + ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+                + " ON CONFLICT DO NOTHING RETURNING lead_id"
+            )
+            new.update(str(i) for (i,) in cursor.execute(sql, values).fetchall())
+        return new
     rows = [{"lead_id": i, "day": d, "record": r, "received_at": now} for i, d, r in leads]
     return {str(i) for i in conn.execute(_NEW_LEADS[conn.dialect.name], rows).scalars()}
 
 
 def insert_assignments(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert assignment rows (keys: the ``assignments`` columns but ``id``)."""
-    if rows:
-        now = utcnow()
-        conn.execute(insert(Assignment), [{"assigned_at": now, **row} for row in rows])
+    if not rows:
+        return
+    now = utcnow()
+    if conn.dialect.name == "sqlite":
+        at = _sqlite_time(now)
+        values = []
+        for row in rows:
+            full = {"assigned_at": now, **row}
+            full["alternatives"] = json.dumps(full["alternatives"])
+            moment = full["assigned_at"]
+            full["assigned_at"] = at if moment is now else _sqlite_time(moment)
+            values.append(tuple(full.get(name) for name in _ASSIGNMENT_COLUMNS))
+        _cursor(conn).executemany(_INSERT_ASSIGNMENT_SQLITE, values)
+        return
+    conn.execute(insert(Assignment), [{"assigned_at": now, **row} for row in rows])
 
 
 def assignments_of(conn: Connection, lead_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -336,5 +415,11 @@ def events_of(conn: Connection, lead_ids: Sequence[str]) -> list[tuple[str, str,
     """
     if not lead_ids:
         return []
+    if conn.dialect.name == "sqlite":
+        found = _cursor(conn).execute(_EVENTS_SQLITE, (json.dumps(list(lead_ids)),)).fetchall()
+        return [
+            (str(i), str(e), _from_sqlite_time(a), 1.0 if w is None else float(w))
+            for i, e, a, w in found
+        ]
     rows = conn.execute(_EVENTS, {"ids": list(lead_ids)})
     return [(str(i), str(e), a, 1.0 if w is None else float(w)) for i, e, a, w in rows]

@@ -260,3 +260,55 @@ def test_batch_claim_reads_a_rep_update_committed_while_it_waited(engine: Engine
     assert [r["rep_id"] for r in pending.result()] == [None]
     with read_transaction(engine) as conn:
         assert repo.used_counts(conn, [day]) == {}
+
+
+def test_route_writes_read_back_as_sqlalchemy_stores_them(engine: Engine) -> None:
+    """Leads, assignments, counters and events written by the route batch statements (on
+    SQLite through the driver's cursor) read back through the models as typed values."""
+    from datetime import datetime
+
+    from service.store.models import Assignment, EventRow
+
+    record = {"lead_id": "RW-1", "note": 'é \u2028 "quoted"', "n": 3, "x": None}
+    alternatives = [{"rep_id": "RW-B", "probability": 0.25}]
+    with write_transaction(engine) as conn:
+        repo.sync_reps(conn, [("RW-A", 5, True), ("RW-B", None, True)])
+        assert repo.claim_leads(conn, [("RW-1", "2031-01-01", record)]) == {"RW-1"}
+        assert repo.claim_leads(conn, [("RW-1", "2031-01-01", record)]) == set()
+        repo.insert_assignments(
+            conn,
+            [
+                {
+                    "lead_id": "RW-1",
+                    "rep_id": "RW-A",
+                    "day": "2031-01-01",
+                    "probability": 0.5,
+                    "policy": "model",
+                    "propensity": 1.0,
+                    "reason": None,
+                    "alternatives": alternatives,
+                    "model_version": "v",
+                }
+            ],
+        )
+        repo.add_load(conn, {("RW-A", "2031-01-01"): 2})
+        repo.add_load(conn, {("RW-A", "2031-01-01"): 1})
+        repo.insert_events(
+            conn,
+            [{"lead_id": "RW-1", "event": "web", "at": datetime(2031, 1, 1, 9), "weight": None}],
+        )
+    with read_transaction(engine) as conn:
+        lead = conn.execute(select(Lead).where(Lead.lead_id == "RW-1")).one()
+        assert lead.record == record and isinstance(lead.received_at, datetime)
+        row = conn.execute(select(Assignment).where(Assignment.lead_id == "RW-1")).one()
+        assert row.alternatives == alternatives and isinstance(row.assigned_at, datetime)
+        assert repo.assignments_of(conn, ["RW-1"])["RW-1"]["rep_id"] == "RW-A"
+        assert repo.used_counts(conn, ["2031-01-01"]) == {("RW-A", "2031-01-01"): 3}
+        assert repo.used_counts(conn, ["2031-01-01"], room_below=2) == {}  # 2 left of 5
+        assert repo.used_counts(conn, ["2031-01-01"], room_below=3) == {("RW-A", "2031-01-01"): 3}
+        states, used = repo.lock_capacity(conn, [("RW-A", "2031-01-01"), ("RW-B", "2031-01-01")])
+        assert states == {"RW-A": (5, True), "RW-B": (None, True)}
+        assert used == {("RW-A", "2031-01-01"): 3}
+        events = repo.events_of(conn, ["RW-1", "nobody"])
+        assert events == [("RW-1", "web", datetime(2031, 1, 1, 9), 1.0)]
+        assert conn.execute(select(func.count()).select_from(EventRow)).scalar_one() >= 1
