@@ -106,10 +106,18 @@ EventsOpt = Annotated[
 ]
 
 
+# The affinity options' defaults are TrainConfig's (kept equal by a test), written out so
+# that ``leadrank --help`` does not import the library.
 CROSSES_DEFAULT = "firmographic"
-"""``--crosses`` default: ``TrainConfig.affinity_crosses``'s (kept equal by a test)."""
+"""``--crosses`` default: ``TrainConfig.affinity_crosses``'s."""
+ENGINE_DEFAULT = "lowrank"
+"""``--engine`` default: ``TrainConfig.affinity_engine``'s."""
+FEATURES_DEFAULT = "firmographic"
+"""``--affinity-features`` default: ``TrainConfig.affinity_features``'s."""
+BINS_DEFAULT = "magnitude"
+"""``--affinity-bins`` default: ``TrainConfig.affinity_bins``'s."""
 EngineOpt = Annotated[
-    str, typer.Option(help="Affinity engine: lightfm, implicit, pair or lowrank.")
+    str, typer.Option(help="Affinity engine: lowrank, lightfm, implicit or pair.")
 ]
 CrossesOpt = Annotated[
     str,
@@ -123,7 +131,8 @@ FeaturesOpt = Annotated[
     str,
     typer.Option(
         "--affinity-features",
-        help="Lead columns the affinity model reads: all, or firmographic (account columns).",
+        help="Lead columns the affinity model reads: firmographic (the account columns; "
+        "all where the data has no accounts) or all.",
     ),
 ]
 
@@ -132,14 +141,14 @@ BinsOpt = Annotated[
     str,
     typer.Option(
         "--affinity-bins",
-        help="How the affinity model cuts numbers: quantile, or magnitude (powers of ten "
-        "for columns spread over orders of magnitude, such as company size).",
+        help="How the affinity model cuts numbers: magnitude (powers of ten for columns "
+        "spread over orders of magnitude, such as company size) or quantile.",
     ),
 ]
 
 
 def _check_affinity_options(
-    engine: str, crosses: str, features: str = "all", bins: str = "quantile"
+    engine: str, crosses: str, features: str = FEATURES_DEFAULT, bins: str = BINS_DEFAULT
 ) -> None:
     """Exit 2 naming the option when ``--engine``, ``--crosses``, ``--affinity-features``
     or ``--affinity-bins`` is not a known value."""
@@ -165,13 +174,13 @@ def train(
         str | None, typer.Option("--until", help="Use only leads created before this time.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
-    engine: EngineOpt = "lightfm",
+    engine: EngineOpt = ENGINE_DEFAULT,
     crosses: CrossesOpt = CROSSES_DEFAULT,
     half_life: Annotated[
         float, typer.Option("--half-life", min=0.01, help="Engagement half-life in days.")
     ] = 14.0,
-    features: FeaturesOpt = "all",
-    bins: BinsOpt = "quantile",
+    features: FeaturesOpt = FEATURES_DEFAULT,
+    bins: BinsOpt = BINS_DEFAULT,
 ) -> None:
     """Fit every model on the history and write a model folder.
 
@@ -232,10 +241,10 @@ def evaluate(
     half_life: Annotated[
         float, typer.Option("--half-life", min=0.01, help="Engagement half-life in days.")
     ] = 14.0,
-    engine: EngineOpt = "lightfm",
+    engine: EngineOpt = ENGINE_DEFAULT,
     crosses: CrossesOpt = CROSSES_DEFAULT,
-    features: FeaturesOpt = "all",
-    bins: BinsOpt = "quantile",
+    features: FeaturesOpt = FEATURES_DEFAULT,
+    bins: BinsOpt = BINS_DEFAULT,
 ) -> None:
     """Train on leads created before T, test on the rest, print a report, write JSON.
 

@@ -23,10 +23,14 @@ class TrainConfig:
         horizon_days: a training lead's engagement is taken as of ``created_at`` plus this
             many days (never after its outcome closed); new leads are scored as of the same
             point, or now if sooner.
-        affinity_engine: ``lightfm`` (default), ``implicit``, ``pair`` (penalised
-            per-(rep, feature value) logistic model; see ``models/affinity_pair.py``) or
-            ``lowrank`` (the same with a trace-norm penalised shared map of the features,
-            over the global score; see ``models/affinity_lowrank.py``).
+        affinity_engine: ``lowrank`` (default: per-rep effects over the lead features
+            through a trace-norm penalised map that all reps share, over the global score;
+            see ``models/affinity_lowrank.py``), ``lightfm`` (the default before
+            2026-11-23), ``implicit`` or ``pair`` (penalised per-(rep, feature value)
+            logistic model; see ``models/affinity_pair.py``). The defaults of this engine,
+            ``affinity_features`` and ``affinity_bins`` were chosen together, on
+            ``bench/routing_capture.py`` and ``notebooks/routing.ipynb`` (the README's
+            measured table has the figures).
         affinity_crosses: crossed indicators in the affinity model's lead representation,
             so that a model summing per-feature factors can express a rep's affinity to a
             *pair* of values (large software firms but not small ones): ``none``,
@@ -39,18 +43,23 @@ class TrainConfig:
             uplift (250,000 leads, 50 reps: 0.58 -> 0.66); at 50,000 leads they are even
             (seeds +0.003, -0.046, -0.008). A model saved before this option existed
             loads as ``none``.
-        affinity_features: the lead columns the affinity model reads: ``all`` (default) or
-            ``firmographic`` (the account columns only: which *kind of customer* a rep
-            converts, not which contact; the lead score still reads every column). Data
+        affinity_features: the lead columns the affinity model reads: ``firmographic``
+            (default: the account columns only: which *kind of customer* a rep converts,
+            not which contact; the lead score still reads every column) or ``all``. Data
             without accounts reads all. Measured with ``bench/routing_capture.py`` (50
             reps, seed 1, share of the oracle's routing uplift, all -> firmographic):
             ``lowrank`` 0.04 -> 0.44 at 25,000 leads, 0.51 -> 0.56 at 50,000, 0.57 -> 0.62
             at 100,000; LightFM 0.22 -> 0.21, 0.37 -> 0.37, 0.50 -> 0.46.
         affinity_bins: how the affinity model cuts numeric lead columns (and so which
-            size classes it crosses with industry): ``quantile`` (five equal-count bins)
-            or ``magnitude`` (powers of ten for a column spread over two orders of
-            magnitude or more, as sales teams cut company size and revenue; quantiles
-            otherwise; see ``recommender.features.magnitude_edges``).
+            size classes it crosses with industry): ``magnitude`` (default: powers of ten
+            for a column spread over two orders of magnitude or more, as sales teams cut
+            company size and revenue; quantiles otherwise; see
+            ``recommender.features.magnitude_edges``) or ``quantile`` (five equal-count
+            bins, the only way before 2026-11-23). Measured with
+            ``bench/routing_capture.py`` (50 reps, 100,000 leads, seed 1, share of the
+            oracle's routing uplift, quantile -> magnitude): ``lowrank`` on the account
+            columns 0.62 -> 0.72, LightFM on all columns 0.50 -> 0.63. A model saved
+            before this option existed loads as ``quantile``.
         n_components: width of the affinity (ICP) embedding.
         n_threads: threads for model fitting and scoring. The default 1 keeps training
             bit-for-bit reproducible for a seed (LightFM's parallel SGD is not); more
@@ -67,10 +76,10 @@ class TrainConfig:
     seed: int = 0
     half_life_days: float = 14.0
     horizon_days: float = 14.0
-    affinity_engine: str = "lightfm"
+    affinity_engine: str = "lowrank"
     affinity_crosses: str = "firmographic"
-    affinity_features: str = "all"
-    affinity_bins: str = "quantile"
+    affinity_features: str = "firmographic"
+    affinity_bins: str = "magnitude"
     n_components: int = 16
     n_threads: int = 1
     embedding: str = "contributions"
@@ -112,4 +121,6 @@ class TrainConfig:
         values = {k: v for k, v in data.items() if k in names}
         values.setdefault("affinity_crosses", "none")  # saved before crosses existed
         values.setdefault("affinity_bins", "quantile")  # saved before magnitude bins
+        values.setdefault("affinity_engine", "lightfm")  # the defaults before 2026-11-23
+        values.setdefault("affinity_features", "all")
         return cls(**values)

@@ -237,8 +237,12 @@ def test_affinity_bins_cut_company_size_at_powers_of_ten(team: Path, tmp_path: P
     assert not (tmp_path / "x").exists()
 
 
-def test_crosses_option_default_is_the_config_default() -> None:
-    from recommender.cli import CROSSES_DEFAULT
+def test_affinity_option_defaults_are_the_config_defaults() -> None:
+    from recommender.cli import BINS_DEFAULT, CROSSES_DEFAULT, ENGINE_DEFAULT, FEATURES_DEFAULT
     from recommender.config import TrainConfig
 
-    assert TrainConfig().affinity_crosses == CROSSES_DEFAULT
+    cfg = TrainConfig()
+    assert cfg.affinity_crosses == CROSSES_DEFAULT
+    assert cfg.affinity_engine == ENGINE_DEFAULT
+    assert cfg.affinity_features == FEATURES_DEFAULT
+    assert cfg.affinity_bins == BINS_DEFAULT
