@@ -251,7 +251,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rep-effect", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--engine", default="lightfm")
+    ap.add_argument("--engine", default=TrainConfig().affinity_engine)
     ap.add_argument(
         "--crosses", default=TrainConfig().affinity_crosses, choices=list(AFFINITY_CROSSES)
     )
