@@ -31,8 +31,10 @@ Measured on 2026-11-23 (seed 1, one thread, firmographic crosses), share of the 
 uplift with company size and revenue cut at powers of ten (``--affinity-bins magnitude``,
 the default since): lowrank on the account columns (the default since) 0.31 / 0.72 / 0.90
 at 25,000 / 100,000 / 500,000 leads; LightFM on all columns 0.33 / 0.63 / 0.86; the
-segment oracle 0.76 / 0.91 / 0.95. The measurements below are with quantile bins and
-LightFM on all columns as the default of the time.
+segment oracle 0.76 / 0.91 / 0.95. LightFM on the account columns: 0.65 at 100,000. With
+200 reps (``--reps 200``) at 500,000 leads (2,500 per rep) the order turns: lowrank 0.78,
+LightFM on the account columns 0.81 (segment oracle 0.94). The measurements below are with
+quantile bins and LightFM on all columns as the default of the time.
 
 Measured on 2026-11-23 (defaults, this 2-core machine), share of the oracle's uplift
 without -> with firmographic crosses: 25,000 leads 0.05 -> 0.22 (without crosses the

@@ -30,7 +30,12 @@ class TrainConfig:
             logistic model; see ``models/affinity_pair.py``). The defaults of this engine,
             ``affinity_features`` and ``affinity_bins`` were chosen together, on
             ``bench/routing_capture.py`` and ``notebooks/routing.ipynb`` (the README's
-            measured table has the figures).
+            measured table has the figures): ``lowrank`` routes better from 25,000 to
+            500,000 leads on 50 reps and at 60,000 on 200 reps; on 200 reps with 500,000
+            leads LightFM on the same columns does better (share of the oracle's uplift
+            0.81 against 0.78; per-(rep, segment) Spearman 0.88 against 0.78,
+            ``bench/affinity_quality.py``), so large teams with long histories should
+            compare the two with ``leadrank evaluate``.
         affinity_crosses: crossed indicators in the affinity model's lead representation,
             so that a model summing per-feature factors can express a rep's affinity to a
             *pair* of values (large software firms but not small ones): ``none``,
