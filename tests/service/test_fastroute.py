@@ -86,6 +86,20 @@ def test_quick_answer_is_the_usual_answer(cached: Server) -> None:
     assert [a["rep_id"] in cached.reps for a in assignments] == [True, True]
 
 
+def test_a_number_id_is_read_alike_on_both_paths(cached: Server) -> None:
+    # pydantic's JSON mode reads 7.0 as "7" where FastAPI (Python mode) reads "7.0": the
+    # same lead sent by both paths would be stored twice and routed twice
+    n = next(_ids) + 1000
+    body = b'{"leads": [{"lead_id": %d.0, "created_at": "2027-03-05"}]}' % n
+    before = quick_answers()
+    quick = post(cached, "router", body, PLAIN)
+    assert quick_answers() == before + 1
+    usual = post(cached, "router", body, USUAL)
+    assert quick.status_code == usual.status_code == 200, quick.text
+    assert quick.json()["assignments"][0]["lead_id"] == f"{n}.0"
+    assert quick.content == usual.content  # the stored first assignment, not a second one
+
+
 BAD_BODIES = [
     (b'{"leads": [{"source": "x"}]}', "leads[0].lead_id"),
     (b'{"leads": []}', "leads"),
