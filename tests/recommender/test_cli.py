@@ -215,6 +215,11 @@ def test_affinity_features_reads_only_the_account_columns(team: Path, tmp_path: 
     read = {column["name"] for column in bundle.encoder.to_dict()["columns"]}
     accounts = {f.name for f in bundle.features if f.origin == "account"}
     assert read == accounts and "source" not in read
+    every = tmp_path / "all"  # the non-default value, so a dropped option shows
+    done = leadrank("train", team, "--out", every, "--affinity-features", "all")
+    assert done.returncode == 0, done.stderr
+    read_all = {c["name"] for c in ModelBundle.load(every).encoder.to_dict()["columns"]}
+    assert "source" in read_all and accounts < read_all
     bad = leadrank("train", team, "--out", tmp_path / "x", "--affinity-features", "some")
     assert bad.returncode == 2
     assert "--affinity-features must be one of all, firmographic" in bad.stderr
@@ -231,6 +236,14 @@ def test_affinity_bins_cut_company_size_at_powers_of_ten(team: Path, tmp_path: P
     columns = {c["name"]: c for c in ModelBundle.load(out).encoder.to_dict()["columns"]}
     edges = columns["employees"]["edges"]
     assert edges and all(e == 10 ** round(np.log10(e)) for e in edges)
+    quant = tmp_path / "q"  # the non-default value, so a dropped option shows
+    done = leadrank("train", team, "--out", quant, "--affinity-bins", "quantile")
+    assert done.returncode == 0, done.stderr
+    assert (
+        json.loads((quant / "manifest.json").read_text())["config"]["affinity_bins"] == "quantile"
+    )
+    q_columns = {c["name"]: c for c in ModelBundle.load(quant).encoder.to_dict()["columns"]}
+    assert q_columns["employees"]["edges"] != edges
     bad = leadrank("train", team, "--out", tmp_path / "x", "--affinity-bins", "log")
     assert bad.returncode == 2
     assert "--affinity-bins must be one of quantile, magnitude" in bad.stderr
