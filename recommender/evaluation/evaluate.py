@@ -369,10 +369,10 @@ def evaluate(
             f"no lead was created at or after --split-time {split.isoformat()} (the last "
             f"one was at {last.isoformat()}): nothing to test, every measure is n/a"
         )
-    # the training leads' indicator rows of the affinity model, read by the placebo
+    # the training leads' indicator rows of the affinity model, read by the placebo only
     ranked = len(test.leads) > 0 and train.reps is not None
     ranked = ranked and train.outcomes is not None and test.outcomes is not None
-    train_rows = bundle.lead_matrix(train.leads) if ranked else None
+    train_rows = bundle.lead_matrix(train.leads) if ranked and cfg.placebo else None
     if len(test.leads):
         p_test = lead_probabilities(bundle, test)
         result["lead_score"] = lead_score_part(bundle, test, p_train, p_test)
