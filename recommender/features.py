@@ -48,9 +48,12 @@ OTHER = "(other)"
 BINS = ("quantile", "magnitude")
 """Values of ``FeatureEncoder(bins=...)``."""
 #: ``magnitude`` bins: the share of values left out at each end when deciding the
-#: column's span, and the span (high / low) from which powers of ten cut it.
+#: column's span, the span (high / low) from which powers of ten cut it, and the most
+#: powers of ten kept (a column spread over more orders of magnitude than a dozen is not
+#: a size or revenue column, and gets quantile bins).
 MAGNITUDE_TAIL = 0.01
 MAGNITUDE_SPAN = 100.0
+MAGNITUDE_MAX_EDGES = 12
 
 
 def magnitude_edges(values: np.ndarray) -> np.ndarray | None:
@@ -61,19 +64,25 @@ def magnitude_edges(values: np.ndarray) -> np.ndarray | None:
     quantiles of this year's leads. For a column whose 1st percentile is positive and whose
     99th is at least :data:`MAGNITUDE_SPAN` times larger, the edges are the powers of ten
     strictly above the 1st percentile and at most the 99th (so no end bin holds only
-    outliers; a rare zero falls in the lowest bin); for any other column, None (cut by
+    outliers; a rare zero falls in the lowest bin); for any other column, or one that
+    would get more than :data:`MAGNITUDE_MAX_EDGES` powers of ten, None (cut by
     quantiles).
 
     Args:
-        values: the column's finite values.
+        values: the column's values; NaN and infinite ones are ignored (None if no
+            finite value is left).
     """
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
     if values.size == 0:
         return None
     lo, hi = np.quantile(values, [MAGNITUDE_TAIL, 1.0 - MAGNITUDE_TAIL])
     if lo <= 0.0 or hi < MAGNITUDE_SPAN * lo:
         return None
-    powers = np.arange(np.floor(np.log10(lo)) + 1, np.floor(np.log10(hi)) + 1)
-    return np.asarray(10.0**powers, dtype=float)
+    first, last = np.floor(np.log10(lo)) + 1, np.floor(np.log10(hi))
+    if last - first + 1 > MAGNITUDE_MAX_EDGES:
+        return None
+    return np.asarray(10.0 ** np.arange(first, last + 1), dtype=float)
 
 
 class FeatureEncoder:

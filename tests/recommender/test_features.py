@@ -11,7 +11,7 @@ import pytest
 from recommender.columns import Role
 from recommender.data.dataset import FeatureSpec
 from recommender.errors import NotFittedError
-from recommender.features import FeatureEncoder, magnitude_edges
+from recommender.features import MAGNITUDE_MAX_EDGES, FeatureEncoder, magnitude_edges
 
 SPECS = [
     FeatureSpec("industry", Role.CATEGORICAL),
@@ -200,6 +200,43 @@ def test_magnitude_edges_are_powers_of_ten_inside_a_wide_column() -> None:
 )
 def test_magnitude_edges_none_for_narrow_or_signed_columns(values: np.ndarray) -> None:
     assert magnitude_edges(values) is None
+
+
+def test_magnitude_edges_ignore_nan_and_inf() -> None:
+    rng = np.random.default_rng(1)
+    wide = np.exp(rng.normal(5, 1.5, 5_000))
+    bad = np.repeat([np.nan, np.inf, -np.inf], 300)  # 6% each: enough to move both ends
+    mixed = rng.permutation(np.concatenate([wide, bad]))
+    edges, clean = magnitude_edges(mixed), magnitude_edges(wide)
+    assert edges is not None and clean is not None
+    assert edges.tolist() == clean.tolist()
+
+
+@pytest.mark.parametrize("values", [np.full(10, np.nan), np.array([np.nan, np.inf, -np.inf])])
+def test_magnitude_edges_none_without_finite_values(values: np.ndarray) -> None:
+    assert magnitude_edges(values) is None
+
+
+@pytest.mark.parametrize(
+    ("decades", "n_edges"),
+    [(MAGNITUDE_MAX_EDGES, MAGNITUDE_MAX_EDGES), (MAGNITUDE_MAX_EDGES + 1, None), (300, None)],
+)
+def test_magnitude_edges_none_beyond_max_edges(decades: int, n_edges: int | None) -> None:
+    edges = magnitude_edges(np.logspace(0.5, 0.5 + decades, 10_001))  # ``decades`` powers
+    assert (None if edges is None else len(edges)) == n_edges
+
+
+def test_magnitude_bins_keep_quantiles_for_a_column_over_too_many_decades() -> None:
+    df = frame(2_000)
+    df["balance"] = np.logspace(-100, 100, len(df))  # not a size column: 200 decades
+    df.loc[:20, "balance"] = np.inf
+    specs = [*SPECS, FeatureSpec("balance", Role.NUMERIC)]
+    enc = FeatureEncoder(bins="magnitude").fit(df, specs)
+    edges = {c["name"]: c.get("edges") for c in enc.columns_}
+    quant = {c["name"]: c.get("edges") for c in FeatureEncoder().fit(df, specs).columns_}
+    balance = edges["balance"]
+    assert balance is not None and len(balance) == 4 and balance == quant["balance"]
+    assert edges["employees"] == [10.0, 100.0, 1000.0]
 
 
 def test_magnitude_bins_cut_wide_columns_and_keep_quantiles_for_others() -> None:
