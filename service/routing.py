@@ -175,27 +175,27 @@ class _Contended(Exception):
     """Concurrent requests took every candidate of a lead: plan again with fresh counts."""
 
 
-def _out(row: dict[str, Any]) -> schemas.AssignmentOut:
-    """The answer of one stored assignment row.
+def _out(row: dict[str, Any]) -> dict[str, Any]:
+    """The answer fields of one stored assignment row (validated later, per response).
 
-    Built without validation: every value is already of its field's type (``str``,
-    ``float`` or ``None``, from :func:`_assignment` or the store), and validating the
-    few models per lead cost more than routing it did.
+    The fields of ``schemas.AssignmentOut`` only, as plain values: one
+    :func:`_response` validates a request's answers at once, in pydantic's compiled
+    validator (building the four models per lead in Python cost more than routing it).
     """
-    return schemas.AssignmentOut.model_construct(
-        lead_id=str(row["lead_id"]),
-        rep_id=None if row["rep_id"] is None else str(row["rep_id"]),
-        probability=_float(row["probability"]),
-        alternatives=[
-            schemas.Alternative.model_construct(
-                rep_id=str(a["rep_id"]), probability=_float(a.get("probability"))
-            )
-            for a in row["alternatives"] or []
-        ],
-        policy=str(row["policy"]),
-        propensity=_float(row["propensity"]),
-        reason=None if row["reason"] is None else str(row["reason"]),
-    )
+    return {
+        "lead_id": row["lead_id"],
+        "rep_id": row["rep_id"],
+        "probability": row["probability"],
+        "alternatives": row["alternatives"] or [],
+        "policy": row["policy"],
+        "propensity": row["propensity"],
+        "reason": row["reason"],
+    }
+
+
+def _response(answers: Sequence[dict[str, Any]]) -> schemas.RouteResponse:
+    """The ``/v1/route`` answer of ``answers`` (rows of :func:`_out`), validated."""
+    return schemas.RouteResponse.model_validate({"assignments": answers})
 
 
 def route(runtime: Runtime, model: Loaded, request: schemas.LeadsRequest) -> schemas.RouteResponse:
@@ -207,7 +207,7 @@ def route(runtime: Runtime, model: Loaded, request: schemas.LeadsRequest) -> sch
         FieldError: a lead value the library rejects (422), nothing stored.
     """
     answers = _route_leads(runtime, model, request.leads)
-    return schemas.RouteResponse(assignments=[answers[lead.lead_id] for lead in request.leads])
+    return _response([answers[lead.lead_id] for lead in request.leads])
 
 
 def route_batch(
@@ -237,7 +237,7 @@ def route_batch(
             continue
         for k in group:
             leads = items[k][1].leads
-            out[k] = schemas.RouteResponse(assignments=[answers[x.lead_id] for x in leads])
+            out[k] = _response([answers[x.lead_id] for x in leads])
     done: list[schemas.RouteResponse | Exception] = []
     for answer, (m, request) in zip(out, items, strict=True):
         if answer is None:
@@ -275,8 +275,8 @@ def _batch_groups(
 
 def _route_leads(
     runtime: Runtime, model: Loaded, leads_in: Sequence[schemas.LeadIn]
-) -> dict[str, schemas.AssignmentOut]:
-    """Route and store ``leads_in`` (unique ids); the assignment of each lead by id."""
+) -> dict[str, dict[str, Any]]:
+    """Route and store ``leads_in`` (unique ids); the answer of each lead by id (:func:`_out`)."""
     records = [lead.model_dump() for lead in leads_in]
     leads = parse_leads(model, records, "leads")
     ids = [str(r["lead_id"]) for r in records]
@@ -319,7 +319,7 @@ def _store(
     plans: dict[str, dict[str, Any]],
     *,
     last: bool,
-) -> dict[str, schemas.AssignmentOut]:
+) -> dict[str, dict[str, Any]]:
     """One transaction: store new leads, claim capacity, insert their assignments.
 
     Raises:
