@@ -267,9 +267,26 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def loop_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the main thread of process ``pid``.
+
+    With one uvicorn process that is the event loop: HTTP parsing, the middleware, JSON
+    in and out; the rest of the process's time is its worker threads (routing, SQL).
+    ``nan`` where ``/proc`` cannot be read.
+    """
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def print_row(name: str, row: dict[str, float], errors: int) -> None:
     """Print one measured row (with the server's CPU time per request where measured)."""
     cpu = f"   server cpu {row['cpu_us']:5.0f} us/req" if "cpu_us" in row else ""
+    if "loop_us" in row:
+        cpu += f" (event loop {row['loop_us']:.0f})"
     print(
         f"{name:<28} {row['rps']:9.0f} req/s   p50 {row['p50_ms']:7.1f} ms   "
         f"p99 {row['p99_ms']:7.1f} ms   errors {errors}{cpu}"
@@ -371,6 +388,7 @@ def main() -> None:
         offset = 0
         rows: dict[str, list[float]] = {name: [] for name in urls}
         cpus: dict[str, list[float]] = {name: [] for name in urls}
+        loops: dict[str, list[float]] = {name: [] for name in urls}
         pids = {"bare FastAPI constant": bare.pid, "POST /v1/route": service.pid}
         for r in range(args.repeat):
             for name, url in urls.items():
@@ -386,7 +404,7 @@ def main() -> None:
                         args.work,
                         args.days,
                     )
-                    cpu0 = cpu_seconds(pids[name])
+                    cpu0, loop0 = cpu_seconds(pids[name]), loop_cpu_seconds(pids[name])
                     row, errors = drive_wrk(
                         url,
                         template,
@@ -397,9 +415,11 @@ def main() -> None:
                         args.work,
                         args.days,
                     )
-                    row["cpu_us"] = (
-                        (cpu_seconds(pids[name]) - cpu0) / (row["rps"] * args.seconds) * 1e6
-                    )
+                    served = row["rps"] * args.seconds
+                    row["cpu_us"] = (cpu_seconds(pids[name]) - cpu0) / served * 1e6
+                    if args.workers == 1:  # else the loops are in the worker processes
+                        row["loop_us"] = (loop_cpu_seconds(pids[name]) - loop0) / served * 1e6
+                        loops[name].append(row["loop_us"])
                     print_row(f"{name} #{r + 1}", row, errors)
                     rows[name].append(row["rps"])
                     cpus[name].append(row["cpu_us"])
@@ -428,6 +448,14 @@ def main() -> None:
             print(
                 f"server cpu per request (median): route {statistics.median(route_cpu):.0f} us, "
                 f"bare {statistics.median(bare_cpu):.0f} us"
+            )
+        if loops["POST /v1/route"] and loops["bare FastAPI constant"]:
+            route_loop = statistics.median(loops["POST /v1/route"])
+            print(
+                f"of which in the event loop thread: route {route_loop:.0f} us "
+                f"(the rest, {statistics.median(cpus['POST /v1/route']) - route_loop:.0f} us, "
+                "in the worker threads that route and store), bare "
+                f"{statistics.median(loops['bare FastAPI constant']):.0f} us"
             )
         with httpx.Client(base_url=base, timeout=60) as c:
             text = c.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).text
