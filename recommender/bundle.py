@@ -590,9 +590,22 @@ class ModelBundle:
         Groups of leads with equal keys routed together get the eligibility each group
         would get routed alone; ``()`` for a model without rules.
         """
+        return self.rule_batch_keys(leads, [np.arange(len(leads))])[0]
+
+    def rule_batch_keys(
+        self, leads: pd.DataFrame, parts: Sequence[np.ndarray]
+    ) -> list[tuple[bool | None, ...]]:
+        """:meth:`rule_batch_key` of each part of ``leads`` (row positions), in one pass.
+
+        For parts that would come with the same columns parsed alone (leads sent with the
+        same fields): typed lead columns are parsed value by value, so each part's key is
+        the one its leads would get on their own (:func:`rules.batch_keys`), without
+        building a frame per part.
+        """
         if not self.rules:
-            return ()
-        return rules.batch_key(self.rules, _rule_frame(leads, self._feature_frame(leads)))
+            return [() for _ in parts]
+        frame = _rule_frame(leads, self._feature_frame(leads))
+        return rules.batch_keys(self.rules, frame, parts)
 
     # ------------------------------------------------------------------ lookalikes
     def lookalike_warning(self) -> str | None:

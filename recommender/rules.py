@@ -34,6 +34,7 @@ leads or reps do not have raises ``DataError`` naming the line and the column.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,19 +173,53 @@ def batch_key(rules: list[Rule], leads: pd.DataFrame) -> tuple[bool | None, ...]
     and a service may route such groups in one batch. ``None`` stands for a column the
     leads do not have, ``True`` for one that is there where its type does not matter.
     """
-    key: list[bool | None] = []
+    return batch_keys(rules, leads, [np.arange(len(leads))])[0]
+
+
+def batch_keys(
+    rules: list[Rule], leads: pd.DataFrame, parts: Sequence[np.ndarray]
+) -> list[tuple[bool | None, ...]]:
+    """:func:`batch_key` of each part of ``leads`` (row positions), in one pass.
+
+    Whether a column holds only numbers is decided value by value (booleans never,
+    a numeric column always), so a part's key is the one its rows would have on their
+    own, provided those rows alone would come with the same columns and column types:
+    a caller keys together only leads parsed alike (for a service: requests whose leads
+    name the same columns).
+    """
+    numeric: dict[str, np.ndarray | bool] = {}  # per column: each row numeric or missing
+    slots: list[str | None] = []  # per key slot: the typed column it checks, or None
+    fixed: list[bool | None] = []  # per key slot: its value when it checks no type
     for rule in rules:
         for comp in (*rule.antecedent, *rule.condition):
             right = comp.right if isinstance(comp.right, tuple) else (comp.right,)
             sides = (comp.left, *right)
             typed = not any(isinstance(s, Literal) for s in sides)
             for s in sides:
-                if isinstance(s, Ref) and s.side == "lead":
-                    if s.column not in leads.columns:
-                        key.append(None)
-                    else:
-                        key.append(_is_numeric(leads[s.column]) if typed else True)
-    return tuple(key)
+                if not (isinstance(s, Ref) and s.side == "lead"):
+                    continue
+                if s.column not in leads.columns:
+                    slots.append(None)
+                    fixed.append(None)
+                elif not typed:
+                    slots.append(None)
+                    fixed.append(True)
+                else:
+                    if s.column not in numeric:
+                        numeric[s.column] = _numeric_rows(leads[s.column])
+                    slots.append(s.column)
+                    fixed.append(None)
+    keys: list[tuple[bool | None, ...]] = []
+    for rows in parts:
+        key: list[bool | None] = []
+        for column, value in zip(slots, fixed, strict=True):
+            if column is None:
+                key.append(value)
+                continue
+            ok = numeric[column]
+            key.append(ok if isinstance(ok, bool) else bool(ok[rows].all()))
+        keys.append(tuple(key))
+    return keys
 
 
 def explain(
@@ -399,12 +434,19 @@ def _shaped(values: np.ndarray, side: str) -> np.ndarray:
 
 def _is_numeric(series: pd.Series) -> bool:
     """Whether every non-missing value of ``series`` is a number (booleans are not)."""
+    ok = _numeric_rows(series)
+    return ok if isinstance(ok, bool) else bool(ok.all())
+
+
+def _numeric_rows(series: pd.Series) -> np.ndarray | bool:
+    """Per value of ``series``, whether it is a number or missing; one bool for a whole
+    column of booleans (never numbers) or of numbers (always)."""
     if pd.api.types.is_bool_dtype(series):
         return False
     if pd.api.types.is_numeric_dtype(series):
         return True
     coerced = pd.to_numeric(series, errors="coerce")
-    return bool((coerced.notna() | series.isna()).all())
+    return np.asarray((coerced.notna() | series.isna()).to_numpy(), dtype=bool)
 
 
 def _as_text(series: pd.Series, fold: bool) -> pd.Series:

@@ -14,6 +14,7 @@ from recommender.rules import (
     Literal,
     Ref,
     batch_key,
+    batch_keys,
     eligibility,
     explain,
     find_rules,
@@ -189,3 +190,25 @@ def test_leads_with_equal_batch_keys_are_checked_together_as_apart() -> None:
     # ...but a lead column missing altogether is an error alone: never batch it with others
     assert batch_key(literal, a) != batch_key(literal, pd.DataFrame({"size": ["900"]}))
     assert batch_key(rules, a.drop(columns="min_level"))[0] is None
+
+
+def test_batch_keys_of_parts_equal_each_part_keyed_alone() -> None:
+    rules = parse_rules("rep.level >= lead.min_level\nlead.region == rep.region\nlead.size >= 500")
+    parts = [
+        pd.DataFrame({"min_level": ["2", None], "region": ["EU", "US"], "size": ["1", "x"]}),
+        pd.DataFrame({"min_level": ["senior"], "region": ["9"], "size": [None]}),
+        pd.DataFrame({"min_level": [None, None], "region": [None, "EU"], "size": ["7", "8"]}),
+        pd.DataFrame({"min_level": ["1e1"], "region": ["1"], "size": ["900"]}),
+    ]
+    whole = pd.concat(parts, ignore_index=True)
+    ends = np.cumsum([len(p) for p in parts])
+    rows = [np.arange(end - len(p), end) for p, end in zip(parts, ends, strict=True)]
+    keys = batch_keys(rules, whole, rows)
+    assert keys == [batch_key(rules, p) for p in parts]
+    assert len(set(keys)) == 3  # the parts differ, so the check can fail
+    assert batch_keys(rules, whole, []) == []
+    numbers = pd.DataFrame({"min_level": [1.0, np.nan], "region": [True, False], "size": [1, 2]})
+    assert batch_keys(rules, numbers, [np.arange(1), np.arange(1, 2)]) == [
+        batch_key(rules, numbers.iloc[:1]),
+        batch_key(rules, numbers.iloc[1:]),
+    ]

@@ -7,6 +7,7 @@ get alone (real model, real SQLite store, no server needed for this part).
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pandas as pd
@@ -95,3 +96,42 @@ def test_runners_up_are_reps_the_rules_allow(runtime: Runtime) -> None:
         allowed = _allowed(bundle, value)
         assert {a["rep_id"] for a in plan["alternatives"]} <= allowed, value
         assert plan["rep_id"] is None or plan["rep_id"] in allowed
+
+
+def _alone_groups(
+    model: Loaded, items: list[tuple[Loaded, schemas.LeadsRequest]]
+) -> list[list[int]]:
+    """The groups keyed request by request (each request's leads parsed on their own)."""
+    groups: dict[Any, list[int]] = {}
+    for k, (_, request) in enumerate(items):
+        records = [x.model_dump() for x in request.leads]
+        groups.setdefault(routing._rule_key_alone(model, records, k), []).append(k)
+    return list(groups.values())
+
+
+def test_batch_groups_equal_keying_each_request_alone(runtime: Runtime) -> None:
+    # The batch keys its requests from one frame per set of fields; the groups must be
+    # the ones each request parsed and keyed on its own would give.
+    model = runtime.model
+    assert isinstance(model, Loaded)
+    rng = random.Random(5)
+    values = ["2", "1", "senior", "10", "0.5", "", None, "1e1", " 3 ", "x2"]
+    n = 0
+    for _ in range(40):
+        items = []
+        for _ in range(rng.randint(1, 8)):
+            leads = []
+            fields = rng.random() < 0.8  # most requests name min_tenure, some never do
+            for _ in range(rng.randint(1, 3)):
+                n += 1
+                lead: dict[str, Any] = {"lead_id": f"BG{n:05d}", "created_at": DAY}
+                if fields:
+                    lead["min_tenure"] = rng.choice(values)
+                if rng.random() < 0.3:
+                    lead["source"] = rng.choice(["web_form", "event", None])
+                leads.append(schemas.LeadIn(**lead))
+            if rng.random() < 0.1:  # a request whose leads do not parse (a bad date)
+                n += 1
+                leads.append(schemas.LeadIn(lead_id=f"BG{n:05d}", created_at="not a date"))
+            items.append((model, schemas.LeadsRequest(leads=leads)))
+        assert routing._batch_groups(model, items) == _alone_groups(model, items)
