@@ -17,6 +17,7 @@ leads in one call.
     python bench/bench_service.py [--seconds 20] [--concurrency 32] [--db URL]
         [--workers N] [--loop uvloop|asyncio] [--http httptools|h11] [--repeat R]
         [--client wrk|httpx] [--days 1..196] [--requests 3000 (httpx only)]
+        [--rules 'rep.region == lead.region']
 
 The model (1,000 reps) is simulated and trained once into ``--work`` and reused.
 """
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,17 @@ def build_model(work: Path, n_reps: int, n_leads: int) -> Path:
         train(data, out=model)
         print(f"trained in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     return model
+
+
+def with_rules(model: Path, rules: str) -> Path:
+    """A copy of the model folder that routes by ``rules`` (its ``rules.txt``)."""
+    tag = zlib.crc32(rules.encode())
+    folder = model.with_name(f"{model.name}-rules-{tag:08x}")
+    if not (folder / "rules.txt").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(model, folder)
+        (folder / "rules.txt").write_text(rules + "\n", encoding="utf-8")
+    return folder
 
 
 def start(code: str, *args: str, **env_vars: str) -> subprocess.Popen[bytes]:
@@ -311,6 +324,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "leadrank-bench")
     ap.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn processes per server")
+    ap.add_argument(
+        "--rules",
+        default=None,
+        help="eligibility rules (rules.txt text) the served model routes by, e.g. "
+        "'rep.region == lead.region' (default: none)",
+    )
     ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     ap.add_argument("--http", default="httptools", choices=["httptools", "h11"])
     ap.add_argument("--repeat", type=int, default=1, help="measure each server this many times")
@@ -335,6 +354,8 @@ def main() -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     model = build_model(args.work, args.reps, args.leads)
+    if args.rules:
+        model = with_rules(model, args.rules)
     db = args.db or f"sqlite:///{args.work / f'bench-{os.getpid()}.db'}"
     admin, router = create_key("admin", db), create_key("router", db)
     with (args.work / f"data-{args.reps}" / "leads.csv").open(newline="") as fh:
@@ -382,6 +403,7 @@ def main() -> None:
             f"POST one lead, {args.reps} reps, {load} (client {args.client}), concurrency "
             f"{args.concurrency}, answer {len(sample.content)} bytes, db {db.split(':')[0]}, "
             f"{args.workers} worker(s) {args.loop} + {args.http}"
+            + (f", rules: {args.rules}" if args.rules else "")
         )
         urls = {"bare FastAPI constant": f"http://127.0.0.1:{port_b}/bare"}
         urls["POST /v1/route"] = base + "/v1/route"
