@@ -466,8 +466,10 @@ def _compare(
         id(s): _column(s, rule, leads, reps) for s in sides if isinstance(s, Ref)
     }  # fmt: skip
     literals = [s.value for s in sides if isinstance(s, Literal)]
+    # the shorter column first (the leads', mostly): a text column ends the check before
+    # every rep's value is parsed as a number
     numeric = any(isinstance(v, float) for v in literals) or (
-        not literals and all(_is_numeric(c) for c in columns.values())
+        not literals and all(_is_numeric(c) for c in sorted(columns.values(), key=len))
     )
     fold = any(isinstance(v, bool) for v in literals)
     if numeric:
