@@ -11,7 +11,7 @@ This script times what an in-process caller pays for one lead with a trained mod
 p50 / p99 over ``--calls`` calls, one thread, next to a bare numpy baseline of the same
 arithmetic size (one row of ``(18,) @ (18, 1000)`` plus ``argmax``) in the same run.
 
-    python bench/bench_route_one.py [--calls 2000] [--reps 1000]
+    python bench/bench_route_one.py [--calls 2000] [--reps 1000] [--rules TEXT]
 
 The model (simulated team of ``--reps`` reps, 20,000 leads) is trained once into
 ``--work`` (shared with ``bench_service.py``) and reused.
@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_service import build_model, lead  # noqa: E402
+from bench_service import build_model, lead, with_rules  # noqa: E402
 
 from recommender.pipeline import ModelBundle  # noqa: E402
 
@@ -61,10 +61,15 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=1000)
     ap.add_argument("--leads", type=int, default=20000, help="leads simulated for training")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "leadrank-bench")
+    ap.add_argument(
+        "--rules", default=None, help="eligibility rules to route by ('rep.region == lead.region')"
+    )
     args = ap.parse_args()
     threadpool_limits(1)
     args.work.mkdir(parents=True, exist_ok=True)
     folder = build_model(args.work, args.reps, args.leads)
+    if args.rules:
+        folder = with_rules(folder, args.rules)
     bundle = ModelBundle.load(folder)
     reps = bundle.reps.copy()
     reps["capacity"] = pd.array([None] * len(reps), dtype="Int64")
@@ -90,7 +95,8 @@ def main() -> None:
     def bare(i: int) -> None:
         int(np.argmax(emb @ right))
 
-    print(f"one lead over {len(reps)} reps, {args.calls} calls, 1 thread (p50 / p99 ms)")
+    rules = f", rules: {args.rules}" if args.rules else ""
+    print(f"one lead over {len(reps)} reps{rules}, {args.calls} calls, 1 thread (p50 / p99 ms)")
     for name, fn in (("bare numpy", bare), ("parse", parse), ("route", route), ("both", both)):
         p50, p99 = percentiles(fn, args.calls)
         print(f"  {name:<12} {p50:7.3f} / {p99:7.3f}")
