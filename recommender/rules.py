@@ -161,6 +161,18 @@ def eligibility(rules: list[Rule], leads: pd.DataFrame, reps: pd.DataFrame) -> B
     return mask
 
 
+def lead_columns(rules: list[Rule]) -> list[str]:
+    """The lead columns ``rules`` read, in the order they first name them."""
+    names: dict[str, None] = {}
+    for rule in rules:
+        for comp in (*rule.antecedent, *rule.condition):
+            right = comp.right if isinstance(comp.right, tuple) else (comp.right,)
+            for s in (comp.left, *right):
+                if isinstance(s, Ref) and s.side == "lead":
+                    names[s.column] = None
+    return list(names)
+
+
 def batch_key(rules: list[Rule], leads: pd.DataFrame) -> tuple[bool | None, ...]:
     """What the rules read off ``leads`` as a whole: for each lead column a comparison
     names, whether the column is there, and for a comparison without a literal, whether

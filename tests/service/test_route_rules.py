@@ -13,9 +13,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from recommender import bundle as bundle_module
 from recommender.data.simulate import simulate
 from recommender.pipeline import ModelBundle, train
-from recommender.rules import eligibility, parse_rules
+from recommender.rules import batch_key, eligibility, explain, lead_columns, parse_rules
 from service import routing, schemas
 from service.config import Settings
 from service.main import _start
@@ -135,3 +136,45 @@ def test_batch_groups_equal_keying_each_request_alone(runtime: Runtime) -> None:
                 leads.append(schemas.LeadIn(lead_id=f"BG{n:05d}", created_at="not a date"))
             items.append((model, schemas.LeadsRequest(leads=leads)))
         assert routing._batch_groups(model, items) == _alone_groups(model, items)
+
+
+def test_rule_frame_reads_what_the_whole_lead_frame_would(runtime: Runtime) -> None:
+    # Routing hands the rules only the lead columns they name; eligibility, reasons and
+    # batch keys must be those of the leads' columns joined with all the model inputs.
+    model = runtime.model
+    assert isinstance(model, Loaded)
+    bundle = model.bundle
+    account = str(bundle.accounts["account_id"].iloc[0]) if bundle.accounts is not None else ""
+    leads = bundle.leads_from_records(
+        [
+            {"lead_id": "RF1", "created_at": DAY, "min_tenure": "2", "account_id": account},
+            {"lead_id": "RF2", "created_at": DAY, "min_tenure": "x", "source": "event"},
+            {"lead_id": "RF3", "created_at": DAY, "min_tenure": None, "account_id": "nope"},
+        ]
+    )
+    typed = leads.assign(min_tenure=pd.array([2, None, 1], dtype="Int64"), source="web")
+    typed.index = [7, 8, 9]
+    reps = bundle.reps.reset_index(drop=True)
+    texts = [
+        RULES,
+        "lead.source in ('event', 'web') -> rep.tenure_years >= 1",
+        "rep.region == lead.nothere",
+    ] + [f"rep.region == lead.{c}" for c in bundle.accounts.columns if c != "account_id"]
+    for text in texts:
+        rules = parse_rules(text)
+        for frame in (leads, typed):
+            inputs = bundle._feature_frame(frame)
+            both = pd.concat([frame.reset_index(drop=True), inputs.to_frame()], axis=1)
+            full = both.loc[:, ~both.columns.duplicated()]
+            small = bundle_module._rule_frame(frame, inputs, lead_columns(rules))
+            got, want = _explained(rules, small, reps), _explained(rules, full, reps)
+            assert got == want, text
+
+
+def _explained(rules: list[Any], leads: pd.DataFrame, reps: pd.DataFrame) -> Any:
+    """Eligibility, reasons and batch key of ``leads`` (or the error they raise)."""
+    try:
+        mask, why = explain(rules, leads, reps)
+    except Exception as exc:
+        return repr(exc)
+    return mask.tolist(), why, batch_key(rules, leads)
