@@ -461,12 +461,23 @@ def _numeric_rows(series: pd.Series) -> np.ndarray | bool:
     return np.asarray((coerced.notna() | series.isna()).to_numpy(), dtype=bool)
 
 
-def _as_text(series: pd.Series, fold: bool) -> pd.Series:
-    """Values as strings (missing kept missing); booleans as ``true``/``false``."""
+def _as_text(series: pd.Series, fold: bool) -> np.ndarray:
+    """Values as an object array of stripped strings, None where missing; booleans as
+    ``true``/``false``."""
     if pd.api.types.is_bool_dtype(series):
-        return series.map(lambda v: None if pd.isna(v) else ("true" if v else "false"))
-    text = series.astype("string").str.strip()
-    return text.str.lower() if fold else text
+        out = np.array(
+            [None if pd.isna(v) else ("true" if v else "false") for v in series], dtype=object
+        )
+    else:
+        values = series.to_numpy(dtype=object)
+        if all(v is None or type(v) is str for v in values):  # parsed leads and reps
+            out = np.array([None if v is None else v.strip() for v in values], dtype=object)
+        else:  # numbers, NaN, NA...: as pandas writes them as strings
+            text = series.astype("string").str.strip().astype(object)
+            out = np.array([None if pd.isna(v) else v for v in text], dtype=object)
+    if fold:
+        out = np.array([None if v is None else v.lower() for v in out], dtype=object)
+    return out
 
 
 def _compare(
@@ -498,13 +509,13 @@ def _compare(
     else:
         texts = {
             id(s): (
-                pd.Series([str(s.value).lower() if fold else str(s.value)], dtype="string")
+                np.array([str(s.value).lower() if fold else str(s.value)], dtype=object)
                 if isinstance(s, Literal)
                 else _as_text(columns[id(s)], fold)
             )
             for s in sides
         }
-        codes_all, _ = pd.factorize(pd.concat(list(texts.values()), ignore_index=True), sort=True)
+        codes_all, _ = pd.factorize(np.concatenate(list(texts.values())), sort=True)
         values, missing, start = {}, {}, 0
         for s in sides:
             size = len(texts[id(s)])

@@ -212,3 +212,24 @@ def test_batch_keys_of_parts_equal_each_part_keyed_alone() -> None:
         batch_key(rules, numbers.iloc[:1]),
         batch_key(rules, numbers.iloc[1:]),
     ]
+
+
+def test_text_of_plain_strings_is_what_pandas_strings_give() -> None:
+    # Columns of strings and None (parsed leads, reps) skip pandas' string dtype; the
+    # text compared must be the one pandas gives for every other column.
+    from recommender.rules import _as_text
+
+    rng = np.random.default_rng(3)
+    pool = np.array(
+        ["EU", " eu ", "", "10", " 2.5", "Zürich", "ZÜRICH", "true", None], dtype=object
+    )
+    for _ in range(50):
+        values = rng.choice(pool, size=int(rng.integers(0, 12)))
+        for fold in (False, True):
+            want = pd.Series(values, dtype=object).astype("string").str.strip()
+            if fold:
+                want = want.str.lower()
+            expected = [None if pd.isna(v) else v for v in want.astype(object)]
+            assert _as_text(pd.Series(values, dtype=object), fold).tolist() == expected
+    mixed = pd.Series(np.array([3, 2.5, None, np.nan, " a "], dtype=object))
+    assert _as_text(mixed, False).tolist() == ["3", "2.5", None, None, "a"]
