@@ -148,12 +148,28 @@ def _demo_rep(bundle: ModelBundle, lead: dict[str, str]) -> str:
 
 
 def demo_lead(data: Path) -> dict[str, str]:
-    """A new lead for the example requests: the first lead of ``data`` under a new id."""
+    """A new lead for the example requests: the first lead of ``data`` that was won (the
+    first lead where none was), under a new id.
+
+    A lead like one that converted shows what a score, a grade and its reasons look like;
+    the first lead of a simulated team is as often a cold lead scored 0, grade D.
+    """
     import csv
 
+    won = None
+    outcomes = data / "outcomes.csv"
+    if outcomes.is_file():
+        with outcomes.open(newline="", encoding="utf-8") as fh:
+            won = next(
+                (r["lead_id"] for r in csv.DictReader(fh) if r.get("outcome") == "won"), None
+            )
     with (data / "leads.csv").open(newline="", encoding="utf-8") as fh:
-        row = next(csv.DictReader(fh))
-    row["lead_id"] = "DEMO-0001"
+        rows = csv.DictReader(fh)
+        first = next(rows)
+        row = first if won is None or first["lead_id"] == won else None
+        if row is None:
+            row = next((r for r in rows if r["lead_id"] == won), first)
+    row = dict(row, lead_id="DEMO-0001")
     return {k: v for k, v in row.items() if v != ""}
 
 

@@ -108,7 +108,7 @@ Moment = Annotated[datetime, AfterValidator(_naive_utc)]
 _LEAD_EXAMPLE: dict[str, Any] = {
     "lead_id": "L-1001",
     "created_at": "2026-11-02T09:30:00",
-    "source": "webinar",
+    "source": "referral",
     "country": "DE",
     "pages_first_visit": 3,
 }
@@ -189,7 +189,10 @@ class ScoresResponse(BaseModel):
                             "probability": 0.31,
                             "score": 74,
                             "grade": "B",
-                            "reasons": ["source = webinar", "industry = software"],
+                            "reasons": [
+                                "source = referral: +12 points",
+                                "industry = software: +6 points",
+                            ],
                         }
                     ]
                 }

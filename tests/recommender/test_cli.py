@@ -259,3 +259,18 @@ def test_affinity_option_defaults_are_the_config_defaults() -> None:
     assert cfg.affinity_engine == ENGINE_DEFAULT
     assert cfg.affinity_features == FEATURES_DEFAULT
     assert cfg.affinity_bins == BINS_DEFAULT
+
+
+def test_demo_lead_is_a_lead_like_one_that_was_won(tmp_path: Path) -> None:
+    from service.cli_support import demo_lead
+
+    (tmp_path / "leads.csv").write_text(
+        "lead_id,created_at,source\nL1,2026-01-01,cold_list\nL2,2026-01-02,referral\n"
+    )
+    assert demo_lead(tmp_path) == {
+        "lead_id": "DEMO-0001",
+        "created_at": "2026-01-01",
+        "source": "cold_list",
+    }  # no outcomes: the first lead
+    (tmp_path / "outcomes.csv").write_text("lead_id,rep_id,outcome\nL1,R1,lost\nL2,R1,won\n")
+    assert demo_lead(tmp_path)["source"] == "referral"
