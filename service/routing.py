@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import TypeAdapter
 from sqlalchemy import Connection, text
 
 from recommender.columns import Columns
@@ -176,12 +177,7 @@ class _Contended(Exception):
 
 
 def _out(row: dict[str, Any]) -> dict[str, Any]:
-    """The answer fields of one stored assignment row (validated later, per response).
-
-    The fields of ``schemas.AssignmentOut`` only, as plain values: one
-    :func:`_response` validates a request's answers at once, in pydantic's compiled
-    validator (building the four models per lead in Python cost more than routing it).
-    """
+    """The answer fields of one stored assignment row, as plain values (see :data:`_ANSWERS`)."""
     return {
         "lead_id": row["lead_id"],
         "rep_id": row["rep_id"],
@@ -193,9 +189,16 @@ def _out(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _response(answers: Sequence[dict[str, Any]]) -> schemas.RouteResponse:
-    """The ``/v1/route`` answer of ``answers`` (rows of :func:`_out`), validated."""
-    return schemas.RouteResponse.model_validate({"assignments": answers})
+_ANSWERS = TypeAdapter(list[schemas.AssignmentOut])
+"""Validates a batch's answers (rows of :func:`_out`) in one call of pydantic's compiled
+validator, before the batch commits: building the four models of each lead in Python
+(``model_construct``) cost more than routing it, and an answer that does not validate
+rolls its batch back instead of failing after the commit."""
+
+
+def _response(answers: Sequence[schemas.AssignmentOut]) -> schemas.RouteResponse:
+    """The ``/v1/route`` answer of ``answers`` (validated by :data:`_ANSWERS`)."""
+    return schemas.RouteResponse.model_construct(assignments=list(answers))
 
 
 def route(runtime: Runtime, model: Loaded, request: schemas.LeadsRequest) -> schemas.RouteResponse:
@@ -293,8 +296,8 @@ def _rule_key_alone(model: Loaded, records: list[dict[str, Any]], k: int) -> Has
 
 def _route_leads(
     runtime: Runtime, model: Loaded, leads_in: Sequence[schemas.LeadIn]
-) -> dict[str, dict[str, Any]]:
-    """Route and store ``leads_in`` (unique ids); the answer of each lead by id (:func:`_out`)."""
+) -> dict[str, schemas.AssignmentOut]:
+    """Route and store ``leads_in`` (unique ids); the answer of each lead by id."""
     records = [lead.model_dump() for lead in leads_in]
     leads = parse_leads(model, records, "leads")
     ids = [str(r["lead_id"]) for r in records]
@@ -337,7 +340,7 @@ def _store(
     plans: dict[str, dict[str, Any]],
     *,
     last: bool,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, schemas.AssignmentOut]:
     """One transaction: store new leads, claim capacity, insert their assignments.
 
     Raises:
@@ -354,4 +357,5 @@ def _store(
         stored = {row["lead_id"]: row for row in rows}
         old = [i for i in ids if i not in stored]  # routed before: their first assignment
         stored.update(repo.assignments_of(conn, old))
-    return {i: _out(stored[i]) for i in ids}
+        answers = _ANSWERS.validate_python([_out(stored[i]) for i in ids])
+    return dict(zip(ids, answers, strict=True))

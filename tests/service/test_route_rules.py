@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
+from sqlalchemy import func, select
 
 from recommender import bundle as bundle_module
 from recommender.data.simulate import simulate
@@ -22,6 +24,9 @@ from service.config import Settings
 from service.main import _start
 from service.metrics import Metrics
 from service.state import Loaded, Runtime
+from service.store import repo
+from service.store.db import read_transaction, write_transaction
+from service.store.models import Lead, RepDayLoad
 
 RULES = "rep.tenure_years >= lead.min_tenure\n"
 DAY = "2026-12-01T10:00:00"
@@ -178,3 +183,40 @@ def _explained(rules: list[Any], leads: pd.DataFrame, reps: pd.DataFrame) -> Any
     except Exception as exc:
         return repr(exc)
     return mask.tolist(), why, batch_key(rules, leads)
+
+
+def test_an_answer_that_does_not_validate_rolls_its_batch_back(runtime: Runtime) -> None:
+    # A stored assignment from elsewhere (an older version, a hand edit) whose runner-up
+    # has no probability cannot be answered; the request fails with nothing written, not
+    # after its new leads and their capacity were committed.
+    model = runtime.model
+    assert isinstance(model, Loaded)
+    rep = sorted(model.rep_ids)[0]
+    with write_transaction(runtime.engine) as conn:
+        repo.claim_leads(conn, [("RB-OLD", "2026-12-01", {"lead_id": "RB-OLD"})])
+        row = {
+            "lead_id": "RB-OLD",
+            "rep_id": rep,
+            "day": "2026-12-01",
+            "probability": 0.2,
+            "policy": "model",
+            "propensity": 1.0,
+            "reason": None,
+            "alternatives": [{"rep_id": rep}],
+            "model_version": "old",
+        }
+        repo.insert_assignments(conn, [row])
+    request = schemas.LeadsRequest(
+        leads=[
+            schemas.LeadIn(lead_id="RB-OLD", created_at=DAY),
+            schemas.LeadIn(lead_id="RB-NEW", created_at=DAY, min_tenure="1"),
+        ]
+    )
+    with read_transaction(runtime.engine) as conn:
+        load = conn.execute(select(func.sum(RepDayLoad.count))).scalar()
+    with pytest.raises(ValidationError):
+        routing.route(runtime, model, request)
+    with read_transaction(runtime.engine) as conn:
+        assert repo.assignments_of(conn, ["RB-NEW"]) == {}
+        assert conn.execute(select(Lead).where(Lead.lead_id == "RB-NEW")).first() is None
+        assert conn.execute(select(func.sum(RepDayLoad.count))).scalar() == load
