@@ -20,7 +20,6 @@ The model (simulated team of ``--reps`` reps, 20,000 leads) is trained once into
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_service import build_model, lead, with_rules  # noqa: E402
+from bench_service import build_model, lead, read_templates, with_rules  # noqa: E402
 
 from recommender.pipeline import ModelBundle  # noqa: E402
 
@@ -73,9 +72,8 @@ def main() -> None:
     bundle = ModelBundle.load(folder)
     reps = bundle.reps.copy()
     reps["capacity"] = pd.array([None] * len(reps), dtype="Int64")
-    with (args.work / f"data-{args.reps}" / "leads.csv").open(newline="") as fh:
-        template = {k: v for k, v in next(csv.DictReader(fh)).items() if v}
-    records = [lead(3 * 10**7 + i, template) for i in range(args.calls + 50)]
+    templates = read_templates(args.work / f"data-{args.reps}")
+    records = [lead(3 * 10**7 + i, templates) for i in range(args.calls + 50)]
     typed = bundle.leads_from_records(records[:1])
 
     def parse(i: int) -> None:

@@ -4,10 +4,14 @@ Both run under uvicorn on loopback (``--loop``/``--http``, default uvloop + http
 ``--workers`` processes each), in their own processes, and are driven by the same client
 at the same concurrency, in the same run: wrk (default; one C thread; ``apt install
 wrk``) or, with ``--client httpx``, an async httpx client (which caps both servers near
-400 req/s on two cores, so its ratio measures the client). Every request is a new lead;
-the leads are spread over ``--days`` days (default 196, so the leads of one batch
-fall on different days; 1: all on one day, as live routing sees them) and land on all
-1,000 reps. The bare endpoint answers a constant JSON body of the same size as a route
+400 req/s on two cores, so its ratio measures the client). Every request is a new lead
+with the fields of the next of the first 256 simulated leads; the leads are spread over
+``--days`` days (default 196, so the leads of one batch fall on different days; 1: all
+on one day, as live routing sees them). By default the reps' capacity is unlimited, so
+every lead goes to the model's best rep for it (on the default simulated team, one rep
+for all); ``--capacity reps`` keeps the team's 2 leads a rep a day, so leads spill over
+to the next best reps. A line counts the reps and days the stored assignments went to.
+The bare endpoint answers a constant JSON body of the same size as a route
 answer, so the gap is what scoring, routing and the database cost. The service routes
 concurrent requests together (``service/batching.py``); the mean requests per batch is
 read from ``/metrics``. A last line times the library alone in this process
@@ -17,7 +21,7 @@ leads in one call.
     python bench/bench_service.py [--seconds 20] [--concurrency 32] [--db URL]
         [--workers N] [--loop uvloop|asyncio] [--http httptools|h11] [--repeat R]
         [--client wrk|httpx] [--days 1..196] [--requests 3000 (httpx only)]
-        [--rules 'rep.region == lead.region']
+        [--rules 'rep.region == lead.region'] [--capacity none|reps]
 
 The model (1,000 reps) is simulated and trained once into ``--work`` and reused.
 """
@@ -132,7 +136,7 @@ def start(code: str, *args: str, **env_vars: str) -> subprocess.Popen[bytes]:
 
 
 def library_ms(
-    model: Path, template: dict[str, Any], n: int = 300, batch: int = 1
+    model: Path, templates: list[dict[str, Any]], n: int = 300, batch: int = 1
 ) -> tuple[float, float]:
     """Median and mean ms of ``leads_from_records`` + ``route`` for ``batch`` leads."""
     from recommender.pipeline import ModelBundle
@@ -142,7 +146,7 @@ def library_ms(
     reps["capacity"] = pd.array([None] * len(reps), dtype="Int64")
     times = []
     for i in range(n + 20):
-        records = [lead(2 * 10**7 + i * batch + j, template) for j in range(batch)]
+        records = [lead(2 * 10**7 + i * batch + j, templates) for j in range(batch)]
         t = time.perf_counter()
         leads = bundle.leads_from_records(records)
         bundle.route(leads, reps=reps, used={}, events=None, seed=i, n_alternatives=3)
@@ -169,8 +173,21 @@ DAYS = 196
 """Default spread of the leads' ``created_at`` (``--days``; 28-day months from 2027-01-01)."""
 
 
-def lead(i: int, template: dict[str, Any], days: int = DAYS) -> dict[str, Any]:
-    """The template lead under id ``i``, created on one of ``days`` days (1 to 196)."""
+TEMPLATES = 256
+"""Leads of the simulated team whose fields the benchmark leads take in turn."""
+
+
+def read_templates(data: Path, n: int = TEMPLATES) -> list[dict[str, Any]]:
+    """The first ``n`` leads of ``data/leads.csv`` (their non-empty fields)."""
+    with (data / "leads.csv").open(newline="") as fh:
+        rows = csv.DictReader(fh)
+        return [{k: v for k, v in row.items() if v} for _, row in zip(range(n), rows)]
+
+
+def lead(i: int, templates: list[dict[str, Any]], days: int = DAYS) -> dict[str, Any]:
+    """Lead ``i``: the fields of ``templates[i % len(templates)]`` under id ``i``, created
+    on one of ``days`` days (1 to 196). Different leads go to different reps."""
+    template = templates[i % len(templates)]
     k = i % days
     day = 1 + k % 28
     month = 1 + (k // 28) % 7
@@ -204,7 +221,7 @@ async def drive(
 
 
 WRK_LUA = """
-local body = [==[@BODY@]==]
+local bodies = {@BODIES@}
 local prefix = "w"
 local n = 0
 function init(args)
@@ -216,6 +233,7 @@ function request()
   local day = 1 + k % 28
   local month = 1 + math.floor(k / 28) % 7
   local at = string.format("2027-%02d-%02dT10:00:00", month, day)
+  local body = bodies[(n % #bodies) + 1]
   local b = string.gsub(string.gsub(body, "@ID@", prefix .. "-" .. n, 1), "@AT@", at, 1)
   return wrk.format("POST", nil, nil, b)
 end
@@ -224,7 +242,7 @@ end
 
 def drive_wrk(
     url: str,
-    template: dict[str, Any],
+    templates: list[dict[str, Any]],
     headers: dict[str, str],
     concurrency: int,
     seconds: float,
@@ -233,13 +251,16 @@ def drive_wrk(
     days: int = DAYS,
 ) -> tuple[dict[str, float], int]:
     """Run wrk (one thread, in C) for ``seconds``: every request a new lead id, created on
-    one of ``days`` days.
+    one of ``days`` days, with the fields of the next of ``templates`` in turn.
 
     Returns the measured row (req/s, p50 and p99 ms) and the count of failed requests.
     """
-    body = json.dumps({"leads": [dict(template, lead_id="@ID@", created_at="@AT@")]})
+    bodies = ",\n".join(
+        "[==[" + json.dumps({"leads": [dict(t, lead_id="@ID@", created_at="@AT@")]}) + "]==]"
+        for t in templates
+    )
     script = work / "route.lua"
-    script.write_text(WRK_LUA.replace("@BODY@", body).replace("@DAYS@", str(days)))
+    script.write_text(WRK_LUA.replace("@BODIES@", bodies).replace("@DAYS@", str(days)))
     cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", str(script)]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
@@ -295,6 +316,24 @@ def loop_cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def spread(db: str) -> str:
+    """How the routed leads spread: leads stored, assigned, distinct reps and days."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db)
+    try:
+        with engine.connect() as conn:
+            leads, assigned, reps, days = conn.execute(
+                text(
+                    "SELECT COUNT(*), COUNT(rep_id), COUNT(DISTINCT rep_id), COUNT(DISTINCT day) "
+                    "FROM assignments"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    return f"routed leads: {leads}, assigned {assigned}, to {reps} distinct reps, on {days} days"
+
+
 def print_row(name: str, row: dict[str, float], errors: int) -> None:
     """Print one measured row (with the server's CPU time per request where measured)."""
     cpu = f"   server cpu {row['cpu_us']:5.0f} us/req" if "cpu_us" in row else ""
@@ -324,6 +363,13 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "leadrank-bench")
     ap.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn processes per server")
+    ap.add_argument(
+        "--capacity",
+        default="none",
+        choices=["none", "reps"],
+        help="reps' daily capacity: none (unlimited, the default) or reps (the simulated "
+        "team's own: leads spill over to the next best reps)",
+    )
     ap.add_argument(
         "--rules",
         default=None,
@@ -358,8 +404,7 @@ def main() -> None:
         model = with_rules(model, args.rules)
     db = args.db or f"sqlite:///{args.work / f'bench-{os.getpid()}.db'}"
     admin, router = create_key("admin", db), create_key("router", db)
-    with (args.work / f"data-{args.reps}" / "leads.csv").open(newline="") as fh:
-        template = {k: v for k, v in next(csv.DictReader(fh)).items() if v}
+    templates = read_templates(args.work / f"data-{args.reps}")
 
     port_s, port_b = free_port(), free_port()
     serving = [str(args.workers), args.loop, args.http]
@@ -378,14 +423,16 @@ def main() -> None:
         with httpx.Client(base_url=base, timeout=60) as c:
             from recommender.pipeline import ModelBundle
 
-            # unlimited capacity: measure routing, not refusals once the days fill up
-            for rep in ModelBundle.load(model).reps["rep_id"]:
+            # default: unlimited capacity, to measure routing, not refusals once the days
+            # fill up (every lead then goes to the model's best rep for it);
+            # --capacity reps keeps the simulated reps' daily capacities
+            for rep in ModelBundle.load(model).reps["rep_id"] if args.capacity == "none" else []:
                 c.put(
                     f"/v1/admin/reps/{rep}",
                     json={"capacity": None},
                     headers={"Authorization": f"Bearer {admin}"},
                 )
-            sample = c.post("/v1/route", json={"leads": [lead(10**7, template)]}, headers=auth)
+            sample = c.post("/v1/route", json={"leads": [lead(10**7, templates)]}, headers=auth)
             sample.raise_for_status()
         bare_dir = args.work / "bare"
         bare_dir.mkdir(exist_ok=True)
@@ -403,6 +450,7 @@ def main() -> None:
             f"POST one lead, {args.reps} reps, {load} (client {args.client}), concurrency "
             f"{args.concurrency}, answer {len(sample.content)} bytes, db {db.split(':')[0]}, "
             f"{args.workers} worker(s) {args.loop} + {args.http}"
+            + f", capacity: {'unlimited' if args.capacity == 'none' else 'the reps own'}"
             + (f", rules: {args.rules}" if args.rules else "")
         )
         urls = {"bare FastAPI constant": f"http://127.0.0.1:{port_b}/bare"}
@@ -418,7 +466,7 @@ def main() -> None:
                     tag = f"r{r}-{name.split()[0]}-{os.getpid()}"
                     drive_wrk(
                         url,
-                        template,
+                        templates,
                         auth,
                         args.concurrency,
                         2,
@@ -429,7 +477,7 @@ def main() -> None:
                     cpu0, loop0 = cpu_seconds(pids[name]), loop_cpu_seconds(pids[name])
                     row, errors = drive_wrk(
                         url,
-                        template,
+                        templates,
                         auth,
                         args.concurrency,
                         args.seconds,
@@ -447,11 +495,11 @@ def main() -> None:
                     cpus[name].append(row["cpu_us"])
                     continue
                 warm = [
-                    json.dumps({"leads": [lead(offset + i, template, args.days)]}).encode()
+                    json.dumps({"leads": [lead(offset + i, templates, args.days)]}).encode()
                     for i in range(200)
                 ]
                 bodies = [
-                    json.dumps({"leads": [lead(offset + 200 + i, template, args.days)]}).encode()
+                    json.dumps({"leads": [lead(offset + 200 + i, templates, args.days)]}).encode()
                     for i in range(args.requests)
                 ]
                 offset += 200 + args.requests
@@ -473,11 +521,11 @@ def main() -> None:
             )
         if loops["POST /v1/route"] and loops["bare FastAPI constant"]:
             route_loop = statistics.median(loops["POST /v1/route"])
+            rest = [c - lp for c, lp in zip(cpus["POST /v1/route"], loops["POST /v1/route"])]
             print(
-                f"of which in the event loop thread: route {route_loop:.0f} us "
-                f"(the rest, {statistics.median(cpus['POST /v1/route']) - route_loop:.0f} us, "
-                "in the worker threads that route and store), bare "
-                f"{statistics.median(loops['bare FastAPI constant']):.0f} us"
+                f"of which in the event loop thread (median): route {route_loop:.0f} us, in "
+                f"the worker threads that route and store {statistics.median(rest):.0f} us; "
+                f"bare {statistics.median(loops['bare FastAPI constant']):.0f} us"
             )
         with httpx.Client(base_url=base, timeout=60) as c:
             text = c.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).text
@@ -492,8 +540,9 @@ def main() -> None:
                 "requests per route batch (mean, in the worker that answered /metrics): "
                 f"{counts['leadrank_route_batched_requests_total'] / batches:.1f}"
             )
-        one = library_ms(model, template)
-        sixteen = library_ms(model, template, n=100, batch=16)
+        print(spread(db))
+        one = library_ms(model, templates)
+        sixteen = library_ms(model, templates, n=100, batch=16)
         print(
             "library alone (leads_from_records + route, 1 thread): one lead median "
             f"{one[0]:.1f} ms; 16 leads together median {sixteen[0]:.1f} ms"
