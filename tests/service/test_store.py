@@ -113,6 +113,8 @@ def test_used_counts_can_leave_out_reps_without_a_daily_capacity(engine: Engine)
     with read_transaction(engine) as conn:
         assert repo.used_counts(conn, ["2030-03-01"], room_below=3) == {}
         assert repo.used_counts(conn, ["2030-03-01"], room_below=4) == limited
+        twice = ["2030-03-01", "2030-03-02", "2030-03-01"]  # a day named twice counts once
+        assert repo.used_counts(conn, twice, room_below=4) == limited
 
 
 def _plan(lead: str, day: str, rep: str | None, *alternatives: str) -> dict[str, Any]:
