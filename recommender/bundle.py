@@ -798,6 +798,8 @@ def _rule_frame(leads: pd.DataFrame, frame: FeatureColumns, wanted: Sequence[str
     for name in wanted:
         if name in leads.columns:
             values = leads[name]
+            if isinstance(values, pd.DataFrame):  # a name the frame holds twice: the first
+                values = values.iloc[:, 0]
             columns[name] = (
                 values.to_numpy() if isinstance(values.dtype, np.dtype) else values.array
             )

@@ -473,7 +473,9 @@ def _as_text(series: pd.Series, fold: bool) -> np.ndarray:
         if all(v is None or type(v) is str for v in values):  # parsed leads and reps
             out = np.array([None if v is None else v.strip() for v in values], dtype=object)
         else:  # numbers, NaN, NA...: as pandas writes them as strings
-            text = series.astype("string").str.strip().astype(object)
+            # pandas' own string storage, as the plain path strips like Python (pyarrow's
+            # would strip other characters)
+            text = series.astype(pd.StringDtype("python")).str.strip().astype(object)
             out = np.array([None if pd.isna(v) else v for v in text], dtype=object)
     if fold:
         out = np.array([None if v is None else v.lower() for v in out], dtype=object)

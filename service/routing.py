@@ -13,6 +13,7 @@ assignments and counters commit together or not at all.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -25,9 +26,12 @@ from sqlalchemy import Connection, text
 from recommender.columns import Columns
 from service import schemas
 from service.actions import events_frame, parse_leads
+from service.errors import FieldError
 from service.state import Loaded, Runtime
 from service.store import repo
 from service.store.db import read_transaction, write_transaction
+
+log = logging.getLogger("leadrank.service")
 
 ATTEMPTS = 8
 """Plans per request: a lead whose candidates all filled up meanwhile is planned again."""
@@ -272,17 +276,43 @@ def _batch_groups(
         alike.setdefault(frozenset(name for row in rows for name in row), []).append(k)
     keys: dict[int, Hashable] = {}
     for ks in alike.values():
-        try:
-            leads = parse_leads(model, [row for k in ks for row in records[k]], "leads")
-            ends = np.cumsum([len(records[k]) for k in ks])
-            parts = [np.arange(end - len(records[k]), end) for k, end in zip(ks, ends, strict=True)]
-            keys.update(zip(ks, model.bundle.rule_batch_keys(leads, parts), strict=True))
-        except Exception:  # some request's leads do not parse: key each one alone
-            keys.update((k, _rule_key_alone(model, records[k], k)) for k in ks)
+        keys.update(_keys_together(model, records, ks))
     groups: dict[Hashable, list[int]] = {}
     for k in range(len(items)):
         groups.setdefault(keys[k], []).append(k)
     return list(groups.values())
+
+
+def _keys_together(
+    model: Loaded, records: list[list[dict[str, Any]]], ks: list[int]
+) -> dict[int, Hashable]:
+    """The rule batch keys of requests ``ks`` (leads naming the same fields), from one frame.
+
+    A request whose leads do not parse (the error names its row) is keyed alone, and the
+    others are parsed together again; anything else keys every request alone (logged).
+    """
+    keys: dict[int, Hashable] = {}
+    todo = list(ks)
+    while todo:
+        ends = np.cumsum([len(records[k]) for k in todo])
+        try:
+            leads = parse_leads(model, [row for k in todo for row in records[k]], "leads")
+            parts = [
+                np.arange(end - len(records[k]), end) for k, end in zip(todo, ends, strict=True)
+            ]
+            keys.update(zip(todo, model.bundle.rule_batch_keys(leads, parts), strict=True))
+            return keys
+        except FieldError as exc:
+            row = exc.loc[2] if len(exc.loc) > 2 and isinstance(exc.loc[2], int) else None
+            if row is None or not 0 <= row < ends[-1]:
+                break
+            bad = todo.pop(int(np.searchsorted(ends, row, side="right")))
+            keys[bad] = _rule_key_alone(model, records[bad], bad)
+        except Exception:
+            log.exception("keying a batch of route requests together failed; keyed one by one")
+            break
+    keys.update((k, _rule_key_alone(model, records[k], k)) for k in todo)
+    return keys
 
 
 def _rule_key_alone(model: Loaded, records: list[dict[str, Any]], k: int) -> Hashable:

@@ -226,7 +226,7 @@ def test_text_of_plain_strings_is_what_pandas_strings_give() -> None:
     for _ in range(50):
         values = rng.choice(pool, size=int(rng.integers(0, 12)))
         for fold in (False, True):
-            want = pd.Series(values, dtype=object).astype("string").str.strip()
+            want = pd.Series(values, dtype=object).astype(pd.StringDtype("python")).str.strip()
             if fold:
                 want = want.str.lower()
             expected = [None if pd.isna(v) else v for v in want.astype(object)]

@@ -159,6 +159,7 @@ def test_rule_frame_reads_what_the_whole_lead_frame_would(runtime: Runtime) -> N
     )
     typed = leads.assign(min_tenure=pd.array([2, None, 1], dtype="Int64"), source="web")
     typed.index = [7, 8, 9]
+    twice = pd.concat([leads, leads[["min_tenure"]].assign(min_tenure="99")], axis=1)
     reps = bundle.reps.reset_index(drop=True)
     texts = [
         RULES,
@@ -167,7 +168,7 @@ def test_rule_frame_reads_what_the_whole_lead_frame_would(runtime: Runtime) -> N
     ] + [f"rep.region == lead.{c}" for c in bundle.accounts.columns if c != "account_id"]
     for text in texts:
         rules = parse_rules(text)
-        for frame in (leads, typed):
+        for frame in (leads, typed, twice):  # a column held twice: the first copy
             inputs = bundle._feature_frame(frame)
             both = pd.concat([frame.reset_index(drop=True), inputs.to_frame()], axis=1)
             full = both.loc[:, ~both.columns.duplicated()]
