@@ -186,7 +186,7 @@ def read_templates(data: Path, n: int = TEMPLATES) -> list[dict[str, Any]]:
 
 def lead(i: int, templates: list[dict[str, Any]], days: int = DAYS) -> dict[str, Any]:
     """Lead ``i``: the fields of ``templates[i % len(templates)]`` under id ``i``, created
-    on one of ``days`` days (1 to 196). Different leads go to different reps."""
+    on one of ``days`` days (1 to 196)."""
     template = templates[i % len(templates)]
     k = i % days
     day = 1 + k % 28
@@ -317,7 +317,8 @@ def loop_cpu_seconds(pid: int) -> float:
 
 
 def spread(db: str) -> str:
-    """How the routed leads spread: leads stored, assigned, distinct reps and days."""
+    """How the routed leads spread: leads stored, assigned, distinct reps and days (every
+    assignment in the database, so those of earlier runs on a reused ``--db`` too)."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(db)
@@ -425,13 +426,15 @@ def main() -> None:
 
             # default: unlimited capacity, to measure routing, not refusals once the days
             # fill up (every lead then goes to the model's best rep for it);
-            # --capacity reps keeps the simulated reps' daily capacities
-            for rep in ModelBundle.load(model).reps["rep_id"] if args.capacity == "none" else []:
+            # --capacity reps sets the simulated reps' own (also on a reused --db)
+            for rep, capacity in (
+                ModelBundle.load(model).reps[["rep_id", "capacity"]].itertuples(index=False)
+            ):
                 c.put(
                     f"/v1/admin/reps/{rep}",
-                    json={"capacity": None},
+                    json={"capacity": None if args.capacity == "none" else int(capacity)},
                     headers={"Authorization": f"Bearer {admin}"},
-                )
+                ).raise_for_status()
             sample = c.post("/v1/route", json={"leads": [lead(10**7, templates)]}, headers=auth)
             sample.raise_for_status()
         bare_dir = args.work / "bare"
