@@ -267,6 +267,7 @@ class ModelBundle:
         fit_pts = 50 + to_points(contrib[:, ~is_eng].sum(axis=1))
         eng_pts = 50 + to_points(contrib[:, is_eng].sum(axis=1)) if is_eng.any() else None
         values = X.reindex(columns=names).astype(object).to_numpy().tolist()
+        _mark_unknown(values, names, self.scorer.known_levels())
         labels = [_label(n) for n in names]
         return pd.DataFrame(
             {
@@ -903,6 +904,23 @@ def _cell(value: Any, row: int, column: str) -> str:
         row=row,
         column=column,
     )
+
+
+UNKNOWN_VALUE = " (rare or new value)"
+"""Appended in reasons to a category the scorer has no level of its own for."""
+
+
+def _mark_unknown(
+    values: list[list[Any]], names: Sequence[str], known: Mapping[str, frozenset[str]]
+) -> None:
+    """Mark, in place, each category the scorer scores as "other" (rare in training, or
+    never seen): its reason then does not read as if that value had been learned."""
+    columns = [(j, known[n]) for j, n in enumerate(names) if n in known]
+    for row in values:
+        for j, levels in columns:
+            value = row[j]
+            if isinstance(value, str) and value not in levels:
+                row[j] = value + UNKNOWN_VALUE
 
 
 def _label(name: str) -> str:

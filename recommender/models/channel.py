@@ -144,6 +144,16 @@ class ChannelPrior:
         self.base_value_ = float(logit(p0))
         return self
 
+    def known_levels(self) -> dict[str, frozenset[str]]:
+        """The sources with a rate of their own; any other gets the global rate.
+
+        Raises:
+            NotFittedError: before ``fit``.
+        """
+        require_fitted(self, "rates_")
+        assert self.rates_ is not None
+        return {self.column: frozenset(k for k in self.rates_ if k != _MISSING)}
+
     def decision_function(self, X: Table) -> np.ndarray:
         """Return logit(rate of the row's source), shape ``(n,)``.
 

@@ -357,6 +357,20 @@ class GradientBoosting:
         """
         return sigmoid(self.decision_function(X))
 
+    def known_levels(self) -> dict[str, frozenset[str]]:
+        """The levels each categorical feature was coded with; any other value (rare in
+        training, or new) is read as "other" or a neutral stand-in.
+
+        Raises:
+            NotFittedError: before ``fit``.
+        """
+        require_fitted(self, "booster_")
+        return {
+            name: frozenset(self.levels_[name])
+            for name, role in zip(self.feature_names_, self.roles_, strict=True)
+            if role == Role.CATEGORICAL
+        }
+
     def explain(self, X: Table, *, chunk_size: int = 20_000) -> np.ndarray:
         """Return per-feature contributions in log-odds, shape ``(n, n_features)``.
 

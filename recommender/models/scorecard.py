@@ -370,6 +370,17 @@ class Scorecard:
         """
         return sigmoid(self.decision_function(X))
 
+    def known_levels(self) -> dict[str, frozenset[str]]:
+        """The categories each categorical field scores on its own; any other value (rare
+        in training, or new) shares the field's "other" bin.
+
+        Raises:
+            NotFittedError: before ``fit``.
+        """
+        require_fitted(self, "fields_")
+        assert self.fields_ is not None
+        return {f.name: frozenset(f.levels) for f in self.fields_ if f.role == Role.CATEGORICAL}
+
     def explain(self, X: Table) -> np.ndarray:
         """Return ``coef * WOE(x)`` minus its training mean, shape ``(n, n_features)``.
 

@@ -363,6 +363,20 @@ class LeadScorer:
             return [self.channel_]
         return [m for m in (self.scorecard_, self.gbm_) if m is not None]
 
+    def known_levels(self) -> dict[str, frozenset[str]]:
+        """Per categorical input, the values some component of the chosen model scores on
+        their own; a value outside them (rare in training, or new) is scored as "other"
+        (or neutral) by every component.
+
+        Raises:
+            NotFittedError: before ``fit``.
+        """
+        out: dict[str, frozenset[str]] = {}
+        for model in self._components():
+            for name, levels in model.known_levels().items():
+                out[name] = out.get(name, frozenset()) | levels
+        return out
+
     def decision_function(self, X: Table) -> np.ndarray:
         """Return the chosen model's raw (uncalibrated) log-odds, shape ``(n,)``.
 

@@ -102,6 +102,17 @@ def test_cold_start_lead_and_unknown_account(bundle: ModelBundle) -> None:
     )
     out = bundle.score(new)
     assert out["probability"].between(0, 1, inclusive="neither").all()
+    # a reason naming a value the scorer never learned says so; learned values do not
+    every = bundle.score(new, n_reasons=100)["reasons"].iloc[0]
+    unseen = [r for r in every if "a channel nobody saw" in r or "Astronaut" in r]
+    assert unseen and all("(rare or new value)" in r for r in unseen), every
+    source = sorted(bundle.scorer.known_levels()["source"])[0]
+    seen = bundle.leads_from_records(
+        [{"lead_id": "N3", "created_at": "2026-11-20", "source": source}]
+    )
+    assert not any(
+        "(rare or new value)" in r for r in bundle.score(seen, n_reasons=100)["reasons"].iloc[0]
+    )
     probs = bundle.rep_probabilities(new)
     assert probs.shape == (2, len(bundle.model_reps))
 

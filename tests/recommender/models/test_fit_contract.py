@@ -197,6 +197,18 @@ def test_unseen_levels_and_missing_values_score(
     assert np.isfinite(p).all() and 0 < p[0] < 1
 
 
+def test_known_levels_are_trained_categories(
+    fitted: Any, data: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    # What reasons mark as "rare or new": every level a model names was in training, and
+    # a value never seen is among none.
+    known = fitted.known_levels()
+    assert known, "a model reading categories names their levels"
+    for name, levels in known.items():
+        seen = set(data[0][name].dropna().astype(str))
+        assert levels <= seen and "carrier pigeon" not in levels, name
+
+
 def test_missing_column_names_the_column(
     fitted: Any, data: tuple[pd.DataFrame, np.ndarray]
 ) -> None:
