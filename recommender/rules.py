@@ -34,7 +34,7 @@ leads or reps do not have raises ``DataError`` naming the line and the column.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,16 +161,22 @@ def eligibility(rules: list[Rule], leads: pd.DataFrame, reps: pd.DataFrame) -> B
     return mask
 
 
-def lead_columns(rules: list[Rule]) -> list[str]:
-    """The lead columns ``rules`` read, in the order they first name them."""
-    names: dict[str, None] = {}
+def _lead_refs(rules: list[Rule]) -> Iterator[tuple[str, bool]]:
+    """Every lead column the comparisons of ``rules`` name, in order, with whether its
+    comparison has no literal (its type is then read off the columns)."""
     for rule in rules:
         for comp in (*rule.antecedent, *rule.condition):
             right = comp.right if isinstance(comp.right, tuple) else (comp.right,)
-            for s in (comp.left, *right):
+            sides = (comp.left, *right)
+            typed = not any(isinstance(s, Literal) for s in sides)
+            for s in sides:
                 if isinstance(s, Ref) and s.side == "lead":
-                    names[s.column] = None
-    return list(names)
+                    yield s.column, typed
+
+
+def lead_columns(rules: list[Rule]) -> list[str]:
+    """The lead columns ``rules`` read, in the order they first name them."""
+    return list(dict.fromkeys(column for column, _ in _lead_refs(rules)))
 
 
 def batch_key(rules: list[Rule], leads: pd.DataFrame) -> tuple[bool | None, ...]:
@@ -202,33 +208,26 @@ def batch_keys(
     numeric: dict[str, np.ndarray | bool] = {}  # per column: each row numeric or missing
     slots: list[str | None] = []  # per key slot: the typed column it checks, or None
     fixed: list[bool | None] = []  # per key slot: its value when it checks no type
-    for rule in rules:
-        for comp in (*rule.antecedent, *rule.condition):
-            right = comp.right if isinstance(comp.right, tuple) else (comp.right,)
-            sides = (comp.left, *right)
-            typed = not any(isinstance(s, Literal) for s in sides)
-            for s in sides:
-                if not (isinstance(s, Ref) and s.side == "lead"):
-                    continue
-                if s.column not in leads.columns:
-                    slots.append(None)
-                    fixed.append(None)
-                elif not typed:
-                    slots.append(None)
-                    fixed.append(True)
-                else:
-                    if s.column not in numeric:
-                        numeric[s.column] = _numeric_rows(leads[s.column])
-                    slots.append(s.column)
-                    fixed.append(None)
+    for column, typed in _lead_refs(rules):
+        if column not in leads.columns:
+            slots.append(None)
+            fixed.append(None)
+        elif not typed:
+            slots.append(None)
+            fixed.append(True)
+        else:
+            if column not in numeric:
+                numeric[column] = _numeric_rows(leads[column])
+            slots.append(column)
+            fixed.append(None)
     keys: list[tuple[bool | None, ...]] = []
     for rows in parts:
         key: list[bool | None] = []
-        for column, value in zip(slots, fixed, strict=True):
-            if column is None:
+        for slot, value in zip(slots, fixed, strict=True):
+            if slot is None:
                 key.append(value)
                 continue
-            ok = numeric[column]
+            ok = numeric[slot]
             key.append(ok if isinstance(ok, bool) else bool(ok[rows].all()))
         keys.append(tuple(key))
     return keys
