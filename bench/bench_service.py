@@ -281,19 +281,28 @@ def drive_wrk(
     return {"rps": rps, "p50_ms": latency("50"), "p99_ms": latency("99")}, errors
 
 
+def _stat_seconds(stat: Path) -> float:
+    """User + system CPU seconds in a ``/proc`` ``stat`` file (a process's or a thread's).
+
+    Raises:
+        OSError, ValueError, IndexError: the file cannot be read or parsed.
+    """
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) used so far by process ``pid`` and its descendants.
 
     Read from ``/proc`` (Linux); ``nan`` where it cannot be read.
     """
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     total = 0.0
     todo = [pid]
     try:
         while todo:
             p = todo.pop()
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            total += _stat_seconds(Path(f"/proc/{p}/stat"))
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
     except (OSError, ValueError, IndexError):
@@ -308,10 +317,8 @@ def loop_cpu_seconds(pid: int) -> float:
     in and out; the rest of the process's time is its worker threads (routing, SQL).
     ``nan`` where ``/proc`` cannot be read.
     """
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     try:
-        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
+        return _stat_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
     except (OSError, ValueError, IndexError):
         return float("nan")
 
