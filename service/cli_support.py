@@ -166,8 +166,9 @@ def demo_lead(data: Path) -> dict[str, str]:
     with (data / "leads.csv").open(newline="", encoding="utf-8") as fh:
         rows = csv.DictReader(fh)
         first = next(rows)
-        row = first if won is None or first["lead_id"] == won else None
-        if row is None:
+        if won in (None, first["lead_id"]):
+            row = first
+        else:
             row = next((r for r in rows if r["lead_id"] == won), first)
     row = dict(row, lead_id="DEMO-0001")
     return {k: v for k, v in row.items() if v != ""}
