@@ -48,6 +48,30 @@ def atomic_folder(target: Path | str) -> Iterator[Path]:
         raise
 
 
+def check_model_target(target: Path | str) -> None:
+    """Refuse to write a model folder over anything but an older model folder.
+
+    Writing a model replaces its folder whole (:func:`atomic_folder`); a path that holds
+    something else (a dataset, a file, a folder of one's own) would be deleted with it.
+    A missing path or an empty folder is fine.
+
+    Raises:
+        ModelFolderError: ``target`` is a file, or a non-empty folder without
+            ``manifest.json``.
+    """
+    path = Path(target)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ModelFolderError(f"'{path}' is a file, not a model folder")
+    if (path / MANIFEST).is_file() or not any(path.iterdir()):
+        return
+    raise ModelFolderError(
+        f"'{path}' holds files but no model (no {MANIFEST}); writing a model there would "
+        "delete them: choose an empty or new folder"
+    )
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented UTF-8 JSON."""
     path.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")

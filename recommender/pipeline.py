@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 
 from recommender import __version__
-from recommender.artifacts import FORMAT_VERSION, atomic_folder, fingerprint, package_versions
+from recommender.artifacts import (
+    FORMAT_VERSION,
+    atomic_folder,
+    check_model_target,
+    fingerprint,
+    package_versions,
+)
 from recommender.bundle import ModelBundle, empty_events
 from recommender.columns import Columns, Outcome, Role
 from recommender.config import TrainConfig
@@ -402,7 +408,10 @@ def train(
 
     Raises:
         DataError: the dataset breaks the contract, or has nothing to learn from.
+        ModelFolderError: ``out`` holds something other than a model (checked first).
     """
+    if out is not None:
+        check_model_target(out)  # before training, not after
     folder = None
     if isinstance(data, Dataset):
         ds = data
@@ -427,7 +436,12 @@ def train(
 
 
 def save_bundle(bundle: ModelBundle, out: Path | str) -> None:
-    """Write ``bundle`` to the folder ``out`` atomically (replacing any older model)."""
+    """Write ``bundle`` to the folder ``out`` atomically (replacing any older model).
+
+    Raises:
+        ModelFolderError: ``out`` holds something other than a model (nothing is written).
+    """
+    check_model_target(out)
     with atomic_folder(out) as tmp:
         bundle.save(tmp)
 

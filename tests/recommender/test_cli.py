@@ -274,3 +274,23 @@ def test_demo_lead_is_a_lead_like_one_that_was_won(tmp_path: Path) -> None:
     }  # no outcomes: the first lead
     (tmp_path / "outcomes.csv").write_text("lead_id,rep_id,outcome\nL1,R1,lost\nL2,R1,won\n")
     assert demo_lead(tmp_path)["source"] == "referral"
+
+
+def test_train_never_writes_its_model_over_something_else(team: Path, tmp_path: Path) -> None:
+    # Writing a model replaces its folder whole: over the dataset itself, a file or a
+    # folder of one's own it refuses (exit 2) before training, and deletes nothing.
+    data = tmp_path / "data"
+    shutil.copytree(team, data)
+    before = sorted(p.name for p in data.iterdir())
+    res = leadrank("train", data, "--out", data)
+    assert res.returncode == 2 and "no model" in res.stderr, res.stderr
+    assert sorted(p.name for p in data.iterdir()) == before
+    note = tmp_path / "notes.txt"
+    note.write_text("mine")
+    res = leadrank("train", data, "--out", note)
+    assert res.returncode == 2 and "is a file" in res.stderr, res.stderr
+    assert note.read_text() == "mine"
+    (tmp_path / "empty").mkdir()
+    assert leadrank("train", data, "--out", tmp_path / "empty").returncode == 0
+    again = leadrank("train", data, "--out", tmp_path / "empty")  # an older model: replaced
+    assert again.returncode == 0, again.stderr
