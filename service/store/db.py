@@ -30,12 +30,16 @@ _sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref
 def make_engine(url: str) -> Engine:
     """Create an engine for ``url``; a SQLite file's folder is created if missing.
 
+    A plain ``postgresql://`` URL uses psycopg2, the driver leadrank installs.
+
     Raises:
         sqlalchemy.exc.ArgumentError: ``url`` is not a database URL.
     """
     parsed = make_url(url)
+    if parsed.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; we ship psycopg2
+        parsed = parsed.set(drivername="postgresql+psycopg2")
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
+        return create_engine(parsed, pool_size=10, max_overflow=30, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, create_engine
+from sqlalchemy import MetaData
 from svc_helpers import Server, free_port, running
 
 from service.cli_support import create_key
 from service.config import Settings
 from service.main import create_app
+from service.store.db import make_engine
 
 POSTGRES_ENV = "LEADRANK_TEST_POSTGRES_URL"
 
@@ -43,7 +44,7 @@ def model_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _reset_postgres(url: str) -> None:
     """Drop every table of the test database (a clean store for this session)."""
-    engine = create_engine(url)
+    engine = make_engine(url)
     meta = MetaData()
     meta.reflect(engine)
     meta.drop_all(engine)

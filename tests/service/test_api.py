@@ -9,9 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 from svc_helpers import Server, new_lead
 
+from service.store.db import make_engine
 from service.store.models import Assignment, EventRow, Lead, OutcomeRow
 
 _ids = itertools.count()
@@ -24,7 +25,7 @@ def lead(day: str = "2026-12-01", **extra: Any) -> dict[str, Any]:
 
 def count(server: Server, table: Any, **where: Any) -> int:
     """Rows of ``table`` matching ``where``, read straight from the database."""
-    engine = create_engine(server.db_url)
+    engine = make_engine(server.db_url)
     try:
         stmt = select(func.count()).select_from(table)
         for column, value in where.items():

@@ -314,3 +314,11 @@ def test_route_writes_read_back_as_sqlalchemy_stores_them(engine: Engine) -> Non
         events = repo.events_of(conn, ["RW-1", "nobody"])
         assert events == [("RW-1", "web", datetime(2031, 1, 1, 9), 1.0)]
         assert conn.execute(select(func.count()).select_from(EventRow)).scalar_one() >= 1
+
+
+def test_a_plain_postgresql_url_uses_the_driver_leadrank_installs() -> None:
+    # 'postgresql://' (as serve --help writes it) would make SQLAlchemy 2.1 load psycopg 3,
+    # which leadrank does not install; the engine is built lazily, so no server is needed.
+    engine = make_engine("postgresql://u:p@127.0.0.1:1/db")
+    assert engine.dialect.driver == "psycopg2"
+    engine.dispose()
