@@ -103,8 +103,13 @@ def serve(
             request after the first; uvloop sets ``TCP_NODELAY`` regardless.
 
     Raises:
-        recommender.errors.ModelFolderError: (at startup) the model folder is unusable.
+        recommender.errors.ModelFolderError: the folder is not a model folder (missing, no
+            readable manifest: before the server starts), or (at startup) it is damaged.
     """
+    if model is not None:
+        from recommender.artifacts import read_manifest
+
+        read_manifest(model)  # a clear error and exit 2, not a server that fails to start
     url = db_url or default_db_url()
     settings = Settings(
         database_url=url,

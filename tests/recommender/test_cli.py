@@ -294,3 +294,11 @@ def test_train_never_writes_its_model_over_something_else(team: Path, tmp_path: 
     assert leadrank("train", data, "--out", tmp_path / "empty").returncode == 0
     again = leadrank("train", data, "--out", tmp_path / "empty")  # an older model: replaced
     assert again.returncode == 0, again.stderr
+
+
+def test_serve_a_folder_that_is_no_model_is_a_clear_error(team: Path, tmp_path: Path) -> None:
+    # exit 2 and one line, before any server starts (it was exit 3 and a traceback)
+    for folder in (tmp_path / "missing", team):
+        res = leadrank("serve", folder, "--db", f"sqlite:///{tmp_path / 's.db'}", "--port", "1")
+        assert res.returncode == 2, res.stderr
+        assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1, res.stderr
