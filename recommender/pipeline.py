@@ -142,8 +142,11 @@ def fit_bundle(
     """Fit every model of a bundle on ``ds`` (already restricted to the training window).
 
     Raises:
-        DataError: the data has no lead with a known fate to learn from.
+        DataError: the data has no outcomes table, or no lead with a known fate to learn
+            from.
     """
+    if ds.outcomes is None:  # every lead would read as not converted: a model of nothing
+        raise DataError("the outcomes table is required for training", file="outcomes.csv")
     cfg = config or TrainConfig()
     say = progress or (lambda _msg: None)
     y = lead_labels(ds)

@@ -302,3 +302,14 @@ def test_serve_a_folder_that_is_no_model_is_a_clear_error(team: Path, tmp_path: 
         res = leadrank("serve", folder, "--db", f"sqlite:///{tmp_path / 's.db'}", "--port", "1")
         assert res.returncode == 2, res.stderr
         assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_train_without_outcomes_is_bad_input(team: Path, tmp_path: Path) -> None:
+    # the contract makes outcomes.csv required for training: without it every lead read
+    # as not converted and training wrote a model that scored every lead alike
+    data = tmp_path / "data"
+    shutil.copytree(team, data)
+    (data / "outcomes.csv").unlink()
+    res = leadrank("train", data, "--out", tmp_path / "model")
+    assert res.returncode == 2 and "outcomes.csv" in res.stderr, res.stderr
+    assert not (tmp_path / "model").exists()
