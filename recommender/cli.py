@@ -257,6 +257,8 @@ def evaluate(
 
     _check_affinity_options(engine, crosses, features, bins)
     cut = _parse_time(split_time, "--split-time")
+    if json_out is not None and not json_out.resolve().parent.is_dir():
+        fail(f"--json: folder '{json_out.parent}' does not exist")  # before minutes of work
     config = TrainConfig(
         seed=seed,
         placebo=placebo,

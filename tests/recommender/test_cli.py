@@ -313,3 +313,12 @@ def test_train_without_outcomes_is_bad_input(team: Path, tmp_path: Path) -> None
     res = leadrank("train", data, "--out", tmp_path / "model")
     assert res.returncode == 2 and "outcomes.csv" in res.stderr, res.stderr
     assert not (tmp_path / "model").exists()
+
+
+def test_evaluate_json_into_a_missing_folder_is_bad_input(team: Path, tmp_path: Path) -> None:
+    # exit 2 before the evaluation runs (it was exit 1 after the report was printed)
+    res = leadrank(
+        "evaluate", team, "--split-time", "2026-09-01", "--json", tmp_path / "no" / "r.json"
+    )
+    assert res.returncode == 2 and "--json" in res.stderr, res.stderr
+    assert res.stdout == ""
