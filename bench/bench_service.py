@@ -326,9 +326,11 @@ def loop_cpu_seconds(pid: int) -> float:
 def spread(db: str) -> str:
     """How the routed leads spread: leads stored, assigned, distinct reps and days (every
     assignment in the database, so those of earlier runs on a reused ``--db`` too)."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(db)
+    from service.store.db import make_engine
+
+    engine = make_engine(db)
     try:
         with engine.connect() as conn:
             leads, assigned, reps, days = conn.execute(
