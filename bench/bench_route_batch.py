@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_service import DAYS, build_model, lead, read_templates, with_rules  # noqa: E402
+from bench_service import DAYS, build_model, lead, read_templates  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
@@ -48,10 +48,7 @@ def main() -> None:
     ap.add_argument("--rules", default=None, help="eligibility rules to route by")
     args = ap.parse_args()
     threadpool_limits(1)
-    args.work.mkdir(parents=True, exist_ok=True)
-    model = build_model(args.work, args.reps, args.leads)
-    if args.rules:
-        model = with_rules(model, args.rules)
+    model = build_model(args.work, args.reps, args.leads, args.rules)
     templates = read_templates(args.work / f"data-{args.reps}")
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(model_path=model, database_url=f"sqlite:///{tmp}/store.db")

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_service import build_model, lead, read_templates, with_rules  # noqa: E402
+from bench_service import build_model, lead, read_templates  # noqa: E402
 
 from recommender.pipeline import ModelBundle  # noqa: E402
 
@@ -65,10 +65,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     threadpool_limits(1)
-    args.work.mkdir(parents=True, exist_ok=True)
-    folder = build_model(args.work, args.reps, args.leads)
-    if args.rules:
-        folder = with_rules(folder, args.rules)
+    folder = build_model(args.work, args.reps, args.leads, args.rules)
     bundle = ModelBundle.load(folder)
     reps = bundle.reps.copy()
     reps["capacity"] = pd.array([None] * len(reps), dtype="Int64")

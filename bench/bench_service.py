@@ -96,11 +96,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def build_model(work: Path, n_reps: int, n_leads: int) -> Path:
-    """Simulate and train once (reused on later runs)."""
+def build_model(work: Path, n_reps: int, n_leads: int, rules: str | None = None) -> Path:
+    """Simulate and train once into ``work`` (reused on later runs); with ``rules``, the
+    copy of the model that routes by them (:func:`with_rules`)."""
     from recommender.data.simulate import simulate
     from recommender.pipeline import train
 
+    work.mkdir(parents=True, exist_ok=True)
     data, model = work / f"data-{n_reps}", work / f"model-{n_reps}"
     if not (data / "leads.csv").is_file():
         print(f"simulating {n_leads} leads x {n_reps} reps ...", file=sys.stderr)
@@ -110,7 +112,7 @@ def build_model(work: Path, n_reps: int, n_leads: int) -> Path:
         t = time.perf_counter()
         train(data, out=model)
         print(f"trained in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    return model
+    return with_rules(model, rules) if rules else model
 
 
 def with_rules(model: Path, rules: str) -> Path:
@@ -408,10 +410,7 @@ def main() -> None:
     args = ap.parse_args()
     threadpool_limits(1)
 
-    args.work.mkdir(parents=True, exist_ok=True)
-    model = build_model(args.work, args.reps, args.leads)
-    if args.rules:
-        model = with_rules(model, args.rules)
+    model = build_model(args.work, args.reps, args.leads, args.rules)
     db = args.db or f"sqlite:///{args.work / f'bench-{os.getpid()}.db'}"
     admin, router = create_key("admin", db), create_key("router", db)
     templates = read_templates(args.work / f"data-{args.reps}")
