@@ -145,7 +145,9 @@ def lookalikes(model: Loaded, request: schemas.LookalikeRequest) -> schemas.Look
 def record_outcomes(engine: Engine, request: schemas.OutcomesRequest) -> schemas.StoredResponse:
     """Store outcomes, one per (lead_id, rep_id): a retry overwrites and never adds.
 
-    All or nothing: an unknown lead or rep stores none of them.
+    All or nothing: an unknown lead or rep stores none of them. A pair named twice in
+    one request is stored once, with its last row (as if the rows came one by one), and
+    ``stored`` counts the pairs, so it always equals the rows the store holds for them.
 
     Raises:
         FieldError: 404 naming ``outcomes[i].lead_id`` (a lead never routed here) or
@@ -161,9 +163,10 @@ def record_outcomes(engine: Engine, request: schemas.OutcomesRequest) -> schemas
                 raise FieldError(
                     ["body", "outcomes", i, column], f"unknown {kind} '{missing[0]}'", 404
                 )
+        last = {(r["lead_id"], r["rep_id"]): r for r in rows}
         # One lock order for every writer: no deadlock between overlapping batches.
-        repo.upsert_outcomes(conn, sorted(rows, key=lambda r: (r["lead_id"], r["rep_id"])))
-    return schemas.StoredResponse(stored=len(rows))
+        repo.upsert_outcomes(conn, [last[pair] for pair in sorted(last)])
+    return schemas.StoredResponse(stored=len(last))
 
 
 def record_events(engine: Engine, request: schemas.EventsRequest) -> schemas.StoredResponse:

@@ -238,6 +238,17 @@ def test_outcomes_are_idempotent_per_lead_and_rep(server: Server) -> None:
     assert count(server, OutcomeRow, lead_id=new["lead_id"], outcome="won") == 1
 
 
+def test_pair_repeated_in_one_request_is_stored_once_with_its_last_row(server: Server) -> None:
+    new = lead("2026-12-04")
+    routed = server.client("router").post("/v1/route", json={"leads": [new]}).json()
+    pair = {"lead_id": new["lead_id"], "rep_id": routed["assignments"][0]["rep_id"]}
+    rows = [dict(pair, outcome="open"), dict(pair, outcome="won", value=900.0)]
+    answer = server.client("router").post("/v1/outcomes", json={"outcomes": rows})
+    assert answer.json() == {"stored": 1}
+    assert count(server, OutcomeRow, lead_id=new["lead_id"]) == 1
+    assert count(server, OutcomeRow, lead_id=new["lead_id"], outcome="won") == 1
+
+
 def test_outcome_batch_with_unknown_id_stores_nothing(server: Server) -> None:
     new = lead("2026-12-05")
     routed = server.client("router").post("/v1/route", json={"leads": [new]}).json()
