@@ -228,7 +228,8 @@ def demo(
         f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
     )
     echo(
-        f"  curl -s {base}/v1/reps/{rep}/leads?limit=10 -H {shlex.quote(auth + keys[f'rep:{rep}'])}"
+        f"  curl -s {shlex.quote(f'{base}/v1/reps/{rep}/leads?limit=10')} "
+        f"-H {shlex.quote(auth + keys[f'rep:{rep}'])}"
     )
     sys.stdout.flush()
     serve(model, db_url, host, port)

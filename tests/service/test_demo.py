@@ -1,0 +1,75 @@
+"""``leadrank demo`` as a new user runs it: the printed curl lines work as printed.
+
+The README's main job is ``leadrank demo``; its three example lines are copied into a
+shell by people. This runs the real command (its own uvicorn on SQLite), pastes each
+line into ``sh`` and checks the answers, so a quoting slip or a stale example fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from svc_helpers import free_port
+
+pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl on PATH")
+
+
+def _wait_up(url: str, proc: subprocess.Popen[str], seconds: float = 240) -> None:
+    """Return once ``url/healthz`` answers 200; fail if the demo exits or never gets there."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"demo exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail("demo did not start serving")
+
+
+def test_demo_prints_keys_and_curl_lines_that_work_when_pasted(tmp_path: Path) -> None:
+    port = free_port()
+    out = tmp_path / "stdout.txt"
+    cmd = [sys.executable, "-m", "service.cli", "demo", "--folder", str(tmp_path / "d")]
+    cmd += ["--leads", "3000", "--reps", "6", "--port", str(port)]
+    with out.open("w") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_up(url, proc)
+            lines = out.read_text().splitlines()
+            curls = [line.strip() for line in lines if line.strip().startswith("curl ")]
+            assert len(curls) == 3, lines
+            keys = dict(line[4:].split(": ", 1) for line in lines if line.startswith("key "))
+            assert {"admin", "router", "marketer"} <= set(keys), lines
+            ready = httpx.get(f"{url}/readyz", headers={"Authorization": f"Bearer {keys['admin']}"})
+            assert ready.status_code == 200, ready.text
+            answers = []
+            for line in curls:
+                done = subprocess.run(
+                    ["sh", "-c", line + " -w '\\n%{http_code}'"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                body, _, status = done.stdout.rpartition("\n")
+                assert status == "200", (line, done.stdout, done.stderr)
+                answers.append(json.loads(body))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    scored, routed, listed = answers
+    assert 0 <= scored["scores"][0]["score"] <= 100
+    rep = routed["assignments"][0]["rep_id"]
+    # quoted, so zsh (macOS's shell) does not read "?" as a glob and stop with "no matches"
+    assert f"'http://127.0.0.1:{port}/v1/reps/{rep}/leads?limit=10'" in curls[2]
+    assert any(item["lead_id"] == routed["assignments"][0]["lead_id"] for item in listed["leads"])
