@@ -605,8 +605,10 @@ class ModelBundle:
         """
         if not self.rules:
             return [() for _ in parts]
-        frame = _rule_frame(leads, self._feature_frame(leads), rules.lead_columns(self.rules))
-        return rules.batch_keys(self.rules, frame, parts)
+        wanted = rules.lead_columns(self.rules)
+        # the model inputs are built only for a column the leads do not carry themselves
+        inputs = None if set(wanted) <= set(leads.columns) else self._feature_frame(leads)
+        return rules.batch_keys(self.rules, _rule_frame(leads, inputs, wanted), parts)
 
     # ------------------------------------------------------------------ lookalikes
     def lookalike_warning(self) -> str | None:
@@ -790,11 +792,14 @@ class ModelBundle:
         return bundle
 
 
-def _rule_frame(leads: pd.DataFrame, frame: FeatureColumns, wanted: Sequence[str]) -> pd.DataFrame:
+def _rule_frame(
+    leads: pd.DataFrame, frame: FeatureColumns | None, wanted: Sequence[str]
+) -> pd.DataFrame:
     """The lead columns the rules read (``wanted``): the leads' own, else the model
-    input of that name (an account's column); one that neither has is left out, so the
-    rules name it as missing. Only these columns: copying every column of the leads and
-    of the model inputs into one frame cost a routed lead more than its rules did."""
+    input of that name (an account's column; ``frame``, which may be ``None`` when the
+    leads carry every wanted column); one that neither has is left out, so the rules
+    name it as missing. Only these columns: copying every column of the leads and of
+    the model inputs into one frame cost a routed lead more than its rules did."""
     columns: dict[str, Any] = {}
     for name in wanted:
         if name in leads.columns:
@@ -804,7 +809,7 @@ def _rule_frame(leads: pd.DataFrame, frame: FeatureColumns, wanted: Sequence[str
             columns[name] = (
                 values.to_numpy() if isinstance(values.dtype, np.dtype) else values.array
             )
-        elif name in frame.columns:
+        elif frame is not None and name in frame.columns:
             columns[name] = frame[name]
     return frame_from_arrays(columns, pd.RangeIndex(len(leads)))
 
