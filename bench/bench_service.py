@@ -538,6 +538,25 @@ def main() -> None:
                 f"the worker threads that route and store {statistics.median(rest):.0f} us; "
                 f"bare {statistics.median(loops['bare FastAPI constant']):.0f} us"
             )
+            # Where both servers are CPU-bound on one core (req/s x cpu per request near
+            # 1 s a second), route/bare throughput is about bare cpu / route cpu a request.
+            busy = {
+                name: statistics.median(
+                    r * c / 1e6 for r, c in zip(rows[name], cpus[name], strict=True)
+                )
+                for name in rows
+            }
+            print(
+                "server cpu seconds a second (one core is 1.0): "
+                + ", ".join(f"{name} {value:.2f}" for name, value in busy.items())
+            )
+            bare_all = statistics.median(cpus["bare FastAPI constant"])
+            budget = bare_all / 0.7 - route_loop
+            print(
+                f"ceiling if routing and storing cost nothing: {bare_all / route_loop:.0%} of "
+                f"bare; at 70 % of bare they may cost {budget:.0f} us a request "
+                f"(now {statistics.median(rest):.0f} us)"
+            )
         with httpx.Client(base_url=base, timeout=60) as c:
             text = c.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).text
         counts = {
