@@ -95,8 +95,12 @@ def _read_events(path: Path | None, leads: pd.DataFrame) -> pd.DataFrame | None:
     return load_events_file(path, leads)
 
 
-ModelArg = Annotated[Path, typer.Argument(help="A model folder written by `leadrank train`.")]
-LeadsArg = Annotated[Path, typer.Argument(help="A CSV of leads (the leads.csv columns).")]
+ModelArg = Annotated[
+    Path, typer.Argument(metavar="MODEL", help="A model folder written by `leadrank train`.")
+]
+LeadsArg = Annotated[
+    Path, typer.Argument(metavar="LEADS", help="A CSV of leads (the leads.csv columns).")
+]
 AccountsOpt = Annotated[
     Path | None, typer.Option("--accounts", help="A newer accounts.csv to join onto the leads.")
 ]
@@ -168,7 +172,10 @@ def _check_affinity_options(
 @app.command()
 @handle_errors
 def train(
-    data: Annotated[Path, typer.Argument(help="A dataset folder (leads.csv, outcomes.csv, ...).")],
+    data: Annotated[
+        Path,
+        typer.Argument(metavar="DATA", help="A dataset folder (leads.csv, outcomes.csv, ...)."),
+    ],
     out: Annotated[Path, typer.Option("--out", help="The model folder to write.")],
     until: Annotated[
         str | None, typer.Option("--until", help="Use only leads created before this time.")
@@ -227,7 +234,7 @@ def _parse_time(value: str, option: str) -> pd.Timestamp:
 @app.command()
 @handle_errors
 def evaluate(
-    data: Annotated[Path, typer.Argument(help="A dataset folder.")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="A dataset folder.")],
     split_time: Annotated[
         str, typer.Option("--split-time", help="Train before this time, test at or after.")
     ],
@@ -452,7 +459,9 @@ def lookalike(
 @app.command()
 @handle_errors
 def simulate(
-    out: Annotated[Path, typer.Argument(help="The dataset folder to write (new or empty).")],
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="The dataset folder to write (new or empty).")
+    ],
     leads: Annotated[int, typer.Option("--leads", min=1, help="Number of leads.")] = 5000,
     reps: Annotated[int, typer.Option("--reps", min=1, help="Number of reps.")] = 20,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,

@@ -20,7 +20,11 @@ app.add_typer(keys_app, name="keys")
 
 DbOpt = Annotated[
     str | None,
-    typer.Option("--db", help="Database URL (default: SQLite file under ./leadrank-data)."),
+    typer.Option(
+        "--db",
+        help="Database URL (default: LEADRANK_DATABASE_URL, else a SQLite file under "
+        "LEADRANK_DATA_DIR or ./leadrank-data).",
+    ),
 ]
 
 
@@ -28,19 +32,27 @@ DbOpt = Annotated[
 @handle_errors
 def serve(
     model: Annotated[
-        Path | None, typer.Argument(help="Model folder to serve (or set LEADRANK_MODEL_PATH).")
+        Path | None,
+        typer.Argument(metavar="MODEL", help="Model folder to serve (or set LEADRANK_MODEL_PATH)."),
     ] = None,
     db: DbOpt = None,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to listen on (or LEADRANK_HOST; default 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="TCP port (or LEADRANK_PORT; default 8000).")
+    ] = None,
 ) -> None:
     """Serve the HTTP API (SQLite by default, PostgreSQL by URL).
+
+    Every LEADRANK_* setting of the README applies; a command-line value wins over it.
 
     Example: leadrank serve ./model --db postgresql://user:pw@localhost/leadrank --port 8000
     """
     from service.cli_support import serve as run_serve
 
-    run_serve(model, db, host, port)
+    run_serve(model, db, host, port, echo=lambda line: typer.echo(f"leadrank: {line}", err=True))
 
 
 @keys_app.command("create")

@@ -11,12 +11,12 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from sqlalchemy import select
 
-from service.config import DEFAULT_DATA_DIR, Settings, sqlite_url
+from service.config import Settings, sqlite_url
 from service.store.db import make_engine, migrate, read_transaction, write_transaction
 from service.store.keys import insert_key, validate_role
 from service.store.models import Rep
@@ -28,8 +28,15 @@ DEMO_ROLES = ("admin", "router", "marketer")
 
 
 def default_db_url(data_dir: Path | None = None) -> str:
-    """The embedded store: ``sqlite:///<data_dir>/leadrank.db`` (default ``./leadrank-data``)."""
-    return sqlite_url(data_dir or DEFAULT_DATA_DIR)
+    """The store when no ``--db`` is given.
+
+    With ``data_dir``: the embedded store ``sqlite:///<data_dir>/leadrank.db``. Without:
+    the settings' (``LEADRANK_DATABASE_URL``, else SQLite under ``LEADRANK_DATA_DIR``,
+    default ``./leadrank-data``), so the command line and the environment agree.
+    """
+    if data_dir is not None:
+        return sqlite_url(data_dir)
+    return Settings().resolved_database_url()
 
 
 def create_key(role: str, db_url: str | None) -> str:
@@ -84,18 +91,24 @@ def rep_warning(role: str, db_url: str | None) -> str | None:
 def serve(
     model: Path | None,
     db_url: str | None,
-    host: str,
-    port: int,
+    host: str | None = None,
+    port: int | None = None,
     *,
-    workers: int = 1,
+    workers: int | None = None,
     log_level: str = "info",
+    echo: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the HTTP API until interrupted (uvloop + httptools).
 
+    Each argument left ``None`` comes from :class:`~service.config.Settings` (the
+    ``LEADRANK_*`` environment variables, else their defaults).
+
     Args:
-        model: model folder to serve; ``None`` starts without one (``/readyz`` is 503
-            until ``POST /v1/admin/reload``).
+        model: model folder to serve; ``None`` and no ``LEADRANK_MODEL_PATH`` starts
+            without one (``/readyz`` is 503 until ``POST /v1/admin/reload``), which
+            ``echo`` is told.
         db_url: SQLAlchemy URL; ``None`` means :func:`default_db_url`.
+        host, port: where to listen.
         workers: uvicorn worker processes sharing the port (each loads the model).
             Keep uvloop for ``workers > 1``: uvicorn binds that listener itself with
             ``proto=0``, and the plain asyncio loop then leaves Nagle on for accepted
@@ -106,18 +119,27 @@ def serve(
         recommender.errors.ModelFolderError: the folder is not a model folder (missing, no
             readable manifest: before the server starts), or (at startup) it is damaged.
     """
-    if model is not None:
+    given: dict[str, Any] = {
+        "database_url": db_url,
+        "model_path": None if model is None else Path(model).resolve(),
+        "host": host,
+        "port": port,
+        "workers": workers,
+    }
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    if settings.model_path is not None:
         from recommender.artifacts import read_manifest
 
-        read_manifest(model)  # a clear error and exit 2, not a server that fails to start
-    url = db_url or default_db_url()
-    settings = Settings(
-        database_url=url,
-        model_path=None if model is None else Path(model).resolve(),
-        host=host,
-        port=port,
-        workers=workers,
-    )
+        # a clear error and exit 2, not a server that fails to start
+        read_manifest(settings.model_path)
+    elif echo is not None:
+        echo(
+            "no model folder given (argument or LEADRANK_MODEL_PATH): serving without a "
+            "model; /readyz answers 503 until POST /v1/admin/reload"
+        )
+    url = settings.resolved_database_url()
+    settings = settings.model_copy(update={"database_url": url})
+    host, port, workers = settings.host, settings.port, settings.workers
     engine = make_engine(url)
     try:
         migrate(engine)  # once, before any worker starts
