@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from sqlalchemy import select
 
-from service.config import Settings, sqlite_url
+from service.config import Settings, StoreSettings, load_settings, sqlite_url
 from service.store.db import make_engine, migrate, read_transaction, write_transaction
 from service.store.keys import insert_key, validate_role
 from service.store.models import Rep
@@ -36,7 +36,7 @@ def default_db_url(data_dir: Path | None = None) -> str:
     """
     if data_dir is not None:
         return sqlite_url(data_dir)
-    return Settings().resolved_database_url()
+    return load_settings(StoreSettings).resolved_database_url()
 
 
 def create_key(role: str, db_url: str | None) -> str:
@@ -126,12 +126,13 @@ def serve(
         "port": port,
         "workers": workers,
     }
-    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    settings = load_settings(Settings, {k: v for k, v in given.items() if v is not None})
     if settings.model_path is not None:
         from recommender.artifacts import read_manifest
 
-        # a clear error and exit 2, not a server that fails to start
-        read_manifest(settings.model_path)
+        model = settings.model_path.resolve()
+        settings = settings.model_copy(update={"model_path": model})
+        read_manifest(model)  # a clear error and exit 2, not a server that fails to start
     elif echo is not None:
         echo(
             "no model folder given (argument or LEADRANK_MODEL_PATH): serving without a "
@@ -168,7 +169,7 @@ def _demo_rep(bundle: ModelBundle, lead: dict[str, str]) -> str:
     """The rep the service will route ``lead`` to (so the third curl lists it)."""
     from service.routing import request_seed
 
-    seed = request_seed(Settings().route_seed, [lead["lead_id"]])
+    seed = request_seed(load_settings(Settings).route_seed, [lead["lead_id"]])
     plan = bundle.route(bundle.leads_from_records([lead]), seed=seed)
     chosen = plan["rep_id"].iloc[0] if len(plan) else None
     return str(chosen) if chosen is not None else str(bundle.reps["rep_id"].iloc[0])
@@ -254,4 +255,4 @@ def demo(
         f"-H {shlex.quote(auth + keys[f'rep:{rep}'])}"
     )
     sys.stdout.flush()
-    serve(model, db_url, host, port)
+    serve(model, db_url, host, port, workers=1)  # one process: the keys above, one store

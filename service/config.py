@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from recommender.errors import DataError
 
 DEFAULT_DATA_DIR = Path("leadrank-data")
 
@@ -15,12 +19,33 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'leadrank.db').resolve()}"
 
 
-class Settings(BaseSettings):
-    """Everything the service needs to start; each field is ``LEADRANK_<NAME>`` in the env.
+class StoreSettings(BaseSettings):
+    """Where the store is: ``LEADRANK_DATABASE_URL``, else SQLite under ``LEADRANK_DATA_DIR``.
+
+    The part of :class:`Settings` that commands touching only the store read (``keys
+    create``), so a bad value of a setting they do not use does not stop them. An
+    empty variable counts as unset.
 
     Attributes:
         database_url: SQLAlchemy URL; ``None`` means SQLite under ``data_dir``.
         data_dir: folder of the embedded SQLite file.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LEADRANK_", extra="ignore", env_ignore_empty=True)
+
+    database_url: str | None = None
+    data_dir: Path = DEFAULT_DATA_DIR
+
+    def resolved_database_url(self) -> str:
+        """``database_url``, or the SQLite file under ``data_dir`` when it is unset."""
+        return self.database_url or sqlite_url(self.data_dir)
+
+
+class Settings(StoreSettings):
+    """Everything the service needs to start; each field is ``LEADRANK_<NAME>`` in the env.
+
+    Attributes:
+        database_url, data_dir: as in :class:`StoreSettings`.
         model_path: model folder loaded at start; ``None`` starts without a model (not ready).
         host, port: where ``leadrank serve`` listens.
         workers: uvicorn worker processes (``SO_REUSEPORT`` siblings via uvicorn).
@@ -35,10 +60,6 @@ class Settings(BaseSettings):
             requests before it runs the next batch (see ``service/batching.py``).
     """
 
-    model_config = SettingsConfigDict(env_prefix="LEADRANK_", extra="ignore")
-
-    database_url: str | None = None
-    data_dir: Path = DEFAULT_DATA_DIR
     model_path: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -53,6 +74,26 @@ class Settings(BaseSettings):
     route_holdout: float = Field(default=0.0, ge=0.0, le=1.0)
     route_linger_ms: float = Field(default=1.0, ge=0.0, le=100.0)
 
-    def resolved_database_url(self) -> str:
-        """``database_url``, or the SQLite file under ``data_dir`` when it is unset."""
-        return self.database_url or sqlite_url(self.data_dir)
+
+S = TypeVar("S", bound=StoreSettings)
+
+
+def load_settings(kind: type[S], given: dict[str, Any] | None = None) -> S:
+    """``kind`` read from the environment, with ``given`` (command-line values) on top.
+
+    Raises:
+        DataError: a value does not validate; one line names each, as the user set it
+            (``--port`` for a given value, ``LEADRANK_PORT`` for the environment's).
+    """
+    given = given or {}
+    try:
+        return kind(**given)
+    except ValidationError as exc:
+        raise DataError("; ".join(_problem(e, given) for e in exc.errors())) from None
+
+
+def _problem(error: Any, given: Collection[str]) -> str:
+    """One validation error of the settings in a user's words."""
+    field = str(error["loc"][0]) if error["loc"] else "settings"
+    name = f"--{field.replace('_', '-')}" if field in given else f"LEADRANK_{field.upper()}"
+    return f"{name}={error['input']!r}: {error['msg']}"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -50,6 +52,22 @@ def running(app: Any, port: int, **config: Any) -> Iterator[None]:
     finally:
         uv.should_exit = True
         thread.join(timeout=30)
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Stop a server started with ``Popen``: terminate, then kill if it lingers."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """This process' environment without any ``LEADRANK_*``, plus ``LEADRANK_<K>=V``."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("LEADRANK_")}
+    return {**kept, **{f"LEADRANK_{k}": v for k, v in values.items()}}
 
 
 def free_port() -> int:

@@ -2,7 +2,9 @@
 
 The README's main job is ``leadrank demo``; its three example lines are copied into a
 shell by people. This runs the real command (its own uvicorn on SQLite), pastes each
-line into ``sh`` and checks the answers, so a quoting slip or a stale example fails here.
+line into ``sh`` and checks the answers, so a stale example fails here. ``sh`` leaves an
+unmatched ``?`` as typed where zsh refuses it, so the quoting of the rep-list URL is
+checked on its own.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from svc_helpers import free_port
+from svc_helpers import clean_env, free_port, stop
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl on PATH")
 
@@ -42,7 +44,9 @@ def test_demo_prints_keys_and_curl_lines_that_work_when_pasted(tmp_path: Path) -
     cmd = [sys.executable, "-m", "service.cli", "demo", "--folder", str(tmp_path / "d")]
     cmd += ["--leads", "3000", "--reps", "6", "--port", str(port)]
     with out.open("w") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            cmd, stdout=sink, stderr=subprocess.STDOUT, text=True, env=clean_env()
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_up(url, proc)
@@ -65,8 +69,7 @@ def test_demo_prints_keys_and_curl_lines_that_work_when_pasted(tmp_path: Path) -
                 assert status == "200", (line, done.stdout, done.stderr)
                 answers.append(json.loads(body))
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop(proc)
     scored, routed, listed = answers
     assert 0 <= scored["scores"][0]["score"] <= 100
     rep = routed["assignments"][0]["rep_id"]

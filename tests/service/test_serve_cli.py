@@ -7,7 +7,6 @@ sets only the environment must get the model and the store it names.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -15,16 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from svc_helpers import free_port
+from svc_helpers import clean_env, free_port, stop
 
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "service.cli", *args]
-
-
-def _env(**values: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("LEADRANK_")}
-    return {**clean, **{f"LEADRANK_{k}": v for k, v in values.items()}}
 
 
 def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -42,7 +36,7 @@ def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    proc.kill()
+    stop(proc)
     pytest.fail("serve did not start")
 
 
@@ -50,7 +44,7 @@ def test_serve_and_keys_take_model_and_store_from_the_environment(
     model_dir: Path, tmp_path: Path
 ) -> None:
     db = tmp_path / "env.db"
-    env = _env(MODEL_PATH=str(model_dir), DATABASE_URL=f"sqlite:///{db}")
+    env = clean_env(MODEL_PATH=str(model_dir), DATABASE_URL=f"sqlite:///{db}")
     made = subprocess.run(
         _cli("keys", "create", "--role", "admin"),
         env=env,
@@ -66,18 +60,40 @@ def test_serve_and_keys_take_model_and_store_from_the_environment(
         ready = httpx.get(f"{url}/readyz", headers={"Authorization": f"Bearer {key}"})
         assert ready.status_code == 200, ready.text  # the key is known, the model loaded
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
     assert "without a model" not in (tmp_path / "serve.log").read_text()
 
 
 def test_serve_without_a_model_says_so(tmp_path: Path) -> None:
-    env = _env(DATABASE_URL=f"sqlite:///{tmp_path / 'none.db'}")
+    # an empty variable is unset (it used to mean the current folder)
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'none.db'}", MODEL_PATH="")
     log = tmp_path / "serve.log"
     proc, url = _serve(env, log)
     try:
         assert httpx.get(f"{url}/healthz").status_code == 200
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
     assert "serving without a model" in log.read_text()
+
+
+def test_bad_setting_is_one_line_and_exit_2_and_keys_read_only_the_store(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    env = clean_env(WORKERS="0", THREADS="abc", DATABASE_URL=f"sqlite:///{db}")
+    served = subprocess.run(_cli("serve"), env=env, capture_output=True, text=True, timeout=120)
+    assert served.returncode == 2
+    lines = served.stderr.strip().splitlines()
+    assert len(lines) == 1 and "LEADRANK_WORKERS='0'" in lines[0] and "LEADRANK_THREADS" in lines[0]
+    bad_port = subprocess.run(
+        _cli("serve", "--port", "70000"), env=env, capture_output=True, text=True, timeout=120
+    )
+    assert bad_port.returncode == 2 and "--port=70000" in bad_port.stderr
+    # keys create reads only where the store is: the bad server settings do not stop it
+    made = subprocess.run(
+        _cli("keys", "create", "--role", "marketer"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    assert db.exists()
