@@ -21,6 +21,11 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "service.cli", *args]
 
 
+def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``leadrank ARGS`` run to its end with ``env``."""
+    return subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=120)
+
+
 def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     with log.open("wb") as sink:
@@ -45,13 +50,7 @@ def test_serve_and_keys_take_model_and_store_from_the_environment(
 ) -> None:
     db = tmp_path / "env.db"
     env = clean_env(MODEL_PATH=str(model_dir), DATABASE_URL=f"sqlite:///{db}")
-    made = subprocess.run(
-        _cli("keys", "create", "--role", "admin"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    made = _run("keys", "create", "--role", "admin", env=env)
     assert made.returncode == 0, made.stderr
     assert db.exists()  # the key went to the store the environment names
     key = made.stdout.strip().splitlines()[-1]
@@ -79,21 +78,13 @@ def test_serve_without_a_model_says_so(tmp_path: Path) -> None:
 def test_bad_setting_is_one_line_and_exit_2_and_keys_read_only_the_store(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
     env = clean_env(WORKERS="0", THREADS="abc", DATABASE_URL=f"sqlite:///{db}")
-    served = subprocess.run(_cli("serve"), env=env, capture_output=True, text=True, timeout=120)
+    served = _run("serve", env=env)
     assert served.returncode == 2
     lines = served.stderr.strip().splitlines()
     assert len(lines) == 1 and "LEADRANK_WORKERS='0'" in lines[0] and "LEADRANK_THREADS" in lines[0]
-    bad_port = subprocess.run(
-        _cli("serve", "--port", "70000"), env=env, capture_output=True, text=True, timeout=120
-    )
+    bad_port = _run("serve", "--port", "70000", env=env)
     assert bad_port.returncode == 2 and "--port=70000" in bad_port.stderr
     # keys create reads only where the store is: the bad server settings do not stop it
-    made = subprocess.run(
-        _cli("keys", "create", "--role", "marketer"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    made = _run("keys", "create", "--role", "marketer", env=env)
     assert made.returncode == 0, made.stderr
     assert db.exists()
