@@ -121,17 +121,16 @@ def serve(
     """
     given: dict[str, Any] = {
         "database_url": db_url,
-        "model_path": None if model is None else Path(model).resolve(),
+        "model_path": model,
         "host": host,
         "port": port,
         "workers": workers,
     }
     settings = load_settings(Settings, {k: v for k, v in given.items() if v is not None})
-    if settings.model_path is not None:
+    model = None if settings.model_path is None else settings.model_path.resolve()
+    if model is not None:
         from recommender.artifacts import read_manifest
 
-        model = settings.model_path.resolve()
-        settings = settings.model_copy(update={"model_path": model})
         read_manifest(model)  # a clear error and exit 2, not a server that fails to start
     elif echo is not None:
         echo(
@@ -139,7 +138,7 @@ def serve(
             "model; /readyz answers 503 until POST /v1/admin/reload"
         )
     url = settings.resolved_database_url()
-    settings = settings.model_copy(update={"database_url": url})
+    settings = settings.model_copy(update={"model_path": model, "database_url": url})
     host, port, workers = settings.host, settings.port, settings.workers
     engine = make_engine(url)
     try:

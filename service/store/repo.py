@@ -92,7 +92,8 @@ _USED_SQLITE = (
 )
 # Driven by the days (their index), then each counter's rep: with a filter on the reps
 # SQLite's planner chose to probe every capacitated rep on every day instead (1,000 reps
-# x 27 days: 4.0 against 0.4 ms, bench_service --capacity reps, 2026-11-23).
+# x 27 days: 4.0 against 0.4 ms on the store of bench_service --capacity reps, 2026-11-23,
+# timed by a scratch script, not committed).
 _USED_TIGHT_SQLITE = (
     "SELECT l.rep_id, l.day, l.count FROM (SELECT DISTINCT value FROM json_each(?)) AS d"
     " CROSS JOIN rep_day_load AS l ON l.day = d.value"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 _lead_ids = itertools.count()
@@ -62,6 +63,23 @@ def stop(proc: subprocess.Popen[Any]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def wait_serving(url: str, proc: subprocess.Popen[Any], log: Path, seconds: float = 120) -> None:
+    """Return once ``url/healthz`` answers 200; fail the test (with ``log``, the process'
+    output) if the process exits first, or stop it and fail if it never gets there."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}: {log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop(proc)
+    pytest.fail(f"server did not start serving within {seconds:g} s")
 
 
 def clean_env(**values: str) -> dict[str, str]:

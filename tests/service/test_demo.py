@@ -13,29 +13,13 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from svc_helpers import clean_env, free_port, stop
+from svc_helpers import clean_env, free_port, stop, wait_serving
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl on PATH")
-
-
-def _wait_up(url: str, proc: subprocess.Popen[str], seconds: float = 240) -> None:
-    """Return once ``url/healthz`` answers 200; fail if the demo exits or never gets there."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"demo exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("demo did not start serving")
 
 
 def test_demo_prints_keys_and_curl_lines_that_work_when_pasted(tmp_path: Path) -> None:
@@ -49,7 +33,7 @@ def test_demo_prints_keys_and_curl_lines_that_work_when_pasted(tmp_path: Path) -
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait_up(url, proc)
+            wait_serving(url, proc, out, seconds=240)
             lines = out.read_text().splitlines()
             curls = [line.strip() for line in lines if line.strip().startswith("curl ")]
             assert len(curls) == 3, lines

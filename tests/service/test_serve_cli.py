@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
-import pytest
-from svc_helpers import clean_env, free_port, stop
+from svc_helpers import clean_env, free_port, stop, wait_serving
 
 
 def _cli(*args: str) -> list[str]:
@@ -31,18 +29,8 @@ def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str
     with log.open("wb") as sink:
         proc = subprocess.Popen(_cli("serve"), env={**env, "LEADRANK_PORT": str(port)}, stderr=sink)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited with {proc.returncode}: {log.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop(proc)
-    pytest.fail("serve did not start")
+    wait_serving(url, proc, log)
+    return proc, url
 
 
 def test_serve_and_keys_take_model_and_store_from_the_environment(
