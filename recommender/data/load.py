@@ -230,7 +230,7 @@ def load_accounts(
         if path is not None:
             raise DataError("not found", file=str(path))
         return None, [], [], {}
-    raw = read_csv_file(source, Files.ACCOUNTS)
+    raw = read_csv_file(source, Files.ACCOUNTS if path is None else path.name)
     require_columns(raw, [Columns.ACCOUNT])
     rename = {
         c: f"account_{c}" for c in raw.columns if c in lead_columns and c not in ACCOUNT_RESERVED

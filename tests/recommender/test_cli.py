@@ -322,3 +322,12 @@ def test_evaluate_json_into_a_missing_folder_is_bad_input(team: Path, tmp_path: 
     )
     assert res.returncode == 2 and "--json" in res.stderr, res.stderr
     assert res.stdout == ""
+
+
+def test_bad_accounts_option_names_that_file(model: Path, new_leads: Path, tmp_path: Path) -> None:
+    # as --reps and --events do: the file the user named, not the dataset's accounts.csv
+    newer = tmp_path / "accounts-2026-12.csv"
+    newer.write_text("account_id,industry\nA1,retail\nA1,software\n")
+    res = leadrank("score", model, new_leads, "--accounts", newer)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("leadrank: accounts-2026-12.csv, row 3"), res.stderr
