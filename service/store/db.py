@@ -21,6 +21,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from recommender.errors import DataError
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 _BEGIN_OPTION = "leadrank_sqlite_begin"
@@ -33,13 +36,23 @@ def make_engine(url: str) -> Engine:
     A plain ``postgresql://`` URL uses psycopg2, the driver leadrank installs.
 
     Raises:
-        sqlalchemy.exc.ArgumentError: ``url`` is not a database URL.
+        DataError: ``url`` is not a database URL, or names a database kind SQLAlchemy
+            or the installed drivers do not know (bad input: the command line exits 2).
     """
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DataError(f"database URL {url!r}: not a URL like sqlite:///FILE") from None
     if parsed.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; we ship psycopg2
         parsed = parsed.set(drivername="postgresql+psycopg2")
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_size=10, max_overflow=30, pool_pre_ping=True)
+        try:
+            return create_engine(parsed, pool_size=10, max_overflow=30, pool_pre_ping=True)
+        except (ArgumentError, ModuleNotFoundError) as exc:  # unknown kind, or no driver
+            shown = parsed.render_as_string(hide_password=True)
+            raise DataError(
+                f"database URL {shown!r}: {exc} (leadrank stores in SQLite or PostgreSQL)"
+            ) from None
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(

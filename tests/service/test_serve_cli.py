@@ -76,3 +76,17 @@ def test_bad_setting_is_one_line_and_exit_2_and_keys_read_only_the_store(tmp_pat
     made = _run("keys", "create", "--role", "marketer", env=env)
     assert made.returncode == 0, made.stderr
     assert db.exists()
+
+
+def test_bad_database_url_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # it was exit 1, "unexpected error", for an unknown kind or no URL at all
+    for url, said in (
+        ("justtext", "not a URL"),
+        ("notaurl://x", "notaurl"),
+        ("mysql://u:secret@h/db", "SQLite or PostgreSQL"),
+    ):
+        made = _run("keys", "create", "--role", "admin", "--db", url, env=clean_env())
+        assert made.returncode == 2 and said in made.stderr, made.stderr
+        assert made.stderr.count("\n") == 1 and "secret" not in made.stderr, made.stderr
+        served = _run("serve", env=clean_env(DATABASE_URL=url))
+        assert served.returncode == 2 and said in served.stderr, served.stderr
